@@ -1,0 +1,3 @@
+"""comments: a self-hosted comment-moderation backend for "Leave a Reply" forms."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,138 @@
+"""The `comments` command: serve, db upgrade, token create|list|revoke."""
+
+from __future__ import annotations
+
+import argparse
+import logging.config
+import re
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from .settings import Settings, describe_error
+
+TOKEN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}")
+
+
+def logging_config(level: str) -> dict[str, Any]:
+    """Log lines carry no query strings, bodies or addresses: see http.ErrorMiddleware."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain",
+                                "stream": "ext://sys.stderr"}},
+        "root": {"handlers": ["stderr"], "level": level},
+        "loggers": {
+            "uvicorn.access": {"level": "WARNING"},
+            "uvicorn.error": {"level": level},
+            "alembic": {"level": "WARNING"},
+        },
+    }
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="comments", description="Self-hosted comment moderation service.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="bring the schema up to date, then serve HTTP")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+
+    db = commands.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
+    db.add_parser("upgrade", help="apply the alembic migrations")
+
+    token = commands.add_parser("token", help="moderator tokens").add_subparsers(dest="token_command", required=True)
+    create = token.add_parser("create", help="make a token and print it once")
+    create.add_argument("name")
+    token.add_parser("list", help="list token names")
+    revoke = token.add_parser("revoke", help="revoke a token by name")
+    revoke.add_argument("name")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"comments: configuration error: {describe_error(exc)}", file=sys.stderr)
+        return 2
+    logging.config.dictConfig(logging_config(settings.log_level))
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        return _run(args, settings)
+    except OperationalError as exc:
+        print(f"comments: the database does not answer ({type(exc.orig).__name__}); "
+              "check COMMENTS_DATABASE_URL", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from . import db, store
+
+    if args.command == "serve":
+        return _serve(args, settings)
+    if args.command == "db":
+        db.upgrade(settings)
+        print("database is up to date")
+        return 0
+    database = db.Database(settings)
+    try:
+        if args.token_command == "create":
+            if not TOKEN_NAME.fullmatch(args.name):
+                print("comments: a token name is 1-100 letters, digits, _ . @ -", file=sys.stderr)
+                return 2
+            try:
+                token = store.create_token(database, args.name, store.utcnow())
+            except store.TokenExists:
+                print(f"comments: a token named {args.name!r} exists; revoke it first", file=sys.stderr)
+                return 1
+            print(token)
+            return 0
+        if args.token_command == "list":
+            for row in store.list_tokens(database):
+                used = store.rfc3339(row["last_used_at"]) if row["last_used_at"] else "never"
+                print(f"{row['name']}\tcreated {store.rfc3339(row['created_at'])}\tlast used {used}")
+            return 0
+        if not store.revoke_token(database, args.name, store.utcnow()):
+            print(f"comments: no token named {args.name!r}", file=sys.stderr)
+            return 1
+        print(f"revoked {args.name}")
+        return 0
+    finally:
+        database.dispose()
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from . import db, store
+
+    db.upgrade(settings)
+    database = db.Database(settings)
+    try:
+        store.load_keys(database)  # make the secret once, before the workers start
+    finally:
+        database.dispose()
+    uvicorn.run(
+        "comments.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers if args.workers > 1 else None,
+        proxy_headers=False,  # COMMENTS_TRUSTED_PROXIES decides whom to believe, not uvicorn
+        server_header=False,
+        access_log=False,
+        log_config=logging_config(settings.log_level),
+        timeout_keep_alive=5,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,119 @@
+"""One Settings object, read from COMMENTS_* environment variables and .env, validated at start."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from functools import cached_property
+from typing import Annotated
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*(second|minute|hour|day)s?\s*$", re.I)
+_PERIOD = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _split(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; the README's configuration table lists each one."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="COMMENTS_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    database_url: str = "sqlite:///comments.db"
+    site_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    rate_limit: str = "5/minute"
+    max_body_chars: int = Field(10_000, ge=1, le=1_000_000)
+    max_request_bytes: int = Field(65_536, ge=1024, le=16 * 1024 * 1024)
+    trusted_proxies: Annotated[tuple[Network, ...], NoDecode] = ()
+    secret_key: str | None = Field(None, min_length=16)
+    sqlite_synchronous: str = "FULL"
+    db_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    demo: bool = False
+    log_level: str = "INFO"
+
+    @field_validator("site_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: object) -> object:
+        origins = _split(value)
+        if isinstance(origins, (list, tuple)):
+            cleaned = []
+            for origin in origins:
+                if not re.fullmatch(r"https?://[^/\s?#]+", str(origin)):
+                    raise ValueError(f"{origin!r} is not an origin like https://blog.example")
+                cleaned.append(str(origin).rstrip("/").lower())
+            return tuple(cleaned)
+        return origins
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxies(cls, value: object) -> object:
+        items = _split(value)
+        if isinstance(items, (list, tuple)):
+            try:
+                return tuple(ipaddress.ip_network(str(i), strict=False) for i in items)
+            except ValueError as exc:
+                raise ValueError(f"not an address or network: {exc}") from None
+        return items
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        if not _RATE.match(value):
+            raise ValueError("use COUNT/PERIOD, for example 5/minute, 100/hour or 10/30second")
+        return value
+
+    @field_validator("sqlite_synchronous")
+    @classmethod
+    def _sync(cls, value: str) -> str:
+        if value.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            raise ValueError("one of OFF, NORMAL, FULL, EXTRA")
+        return value.upper()
+
+    @field_validator("database_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError("not a database URL like sqlite:///comments.db") from None
+        if url.get_backend_name() not in {"sqlite", "postgresql"}:
+            raise ValueError("only sqlite:// and postgresql+psycopg:// URLs are supported")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("one of DEBUG, INFO, WARNING, ERROR")
+        return value.upper()
+
+    @cached_property
+    def rate(self) -> tuple[int, int]:
+        """The rate limit as (comments, seconds)."""
+        match = _RATE.match(self.rate_limit)
+        assert match is not None
+        count, multiple, unit = match.groups()
+        return int(count), int(multiple or 1) * _PERIOD[unit.lower()]
+
+
+def describe_error(error: ValidationError) -> str:
+    """One line that names the variable and what is wrong with it."""
+    parts = []
+    for item in error.errors():
+        name = "COMMENTS_" + str(item["loc"][0]).upper() if item["loc"] else "COMMENTS_*"
+        message = str(item["msg"]).removeprefix("Value error, ")
+        parts.append(f"{name}: {message}")
+    return "; ".join(parts)

@@ -1,0 +1,263 @@
+"""Writing comments: create (with the rules, rate limit and flood check), author edits and deletes."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ..db import Database
+from ..errors import ApiError, not_found, validation_error
+from ..models import CommentIn, Rules, Status
+from ..moderation import Decision, Draft, SpamVerdict, decide
+from ..security import Keys
+from .common import bump_thread, comment_t, page_t, rate_t, record
+from .rules import read_rules
+
+
+@dataclass(frozen=True)
+class NewComment:
+    """A validated comment with what the handler worked out off the event loop."""
+
+    data: CommentIn
+    body_html: str
+    policy_version: int
+    links: int
+    ip: str | None
+    user_agent: str | None
+    now: datetime
+
+
+def body_hash(body: str) -> str:
+    """What duplicate detection compares: the body with white space collapsed, case folded."""
+    return hashlib.sha256(" ".join(body.split()).casefold().encode("utf-8")).hexdigest()
+
+
+def email_key(keys: Keys, email: str) -> str:
+    return keys.lookup("email", email.casefold())
+
+
+def page_row(conn: Connection, key: str) -> Any:
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
+    return conn.execute(
+        sa.select(page_t.c.id, page_t.c.key, page_t.c.closed, page_t.c.thread_version).where(
+            page_t.c.key_hash == digest
+        )
+    ).first()
+
+
+def ensure_page(conn: Connection, key: str, now: datetime) -> Any:
+    row = page_row(conn, key)
+    if row is None:
+        digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
+        from .common import insert_ignore
+
+        insert_ignore(conn, page_t, {"key": key, "key_hash": digest, "closed": False,
+                                     "thread_version": 0, "created_at": now}, ["key_hash"])
+        row = page_row(conn, key)
+    return row
+
+
+def _lock(conn: Connection, key: str) -> None:
+    # SQLite writers are serialised by BEGIN IMMEDIATE; PostgreSQL needs a lock per client key
+    # so two workers cannot both pass the rate limit with the same count.
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key})
+
+
+def _check_rate(conn: Connection, keys: list[str], settings_rate: tuple[int, int], flood: int, now: datetime) -> None:
+    count, window = settings_rate
+    ip_keys = [k for k in keys if k.startswith("ip:")]
+    if ip_keys:
+        rows = conn.execute(
+            sa.select(rate_t.c.created_at)
+            .where(rate_t.c.key == ip_keys[0], rate_t.c.created_at > now - timedelta(seconds=window))
+            .order_by(rate_t.c.created_at.desc())
+            .limit(count)
+        ).all()
+        if len(rows) >= count:
+            oldest = rows[-1].created_at
+            retry = math.ceil((oldest + timedelta(seconds=window) - now).total_seconds())
+            raise ApiError(429, "too many comments from this address; try again later",
+                           headers={"Retry-After": str(max(1, retry))})
+    if flood > 0:
+        latest = conn.execute(
+            sa.select(sa.func.max(rate_t.c.created_at)).where(
+                rate_t.c.key.in_(keys), rate_t.c.created_at > now - timedelta(seconds=flood)
+            )
+        ).scalar()
+        if latest is not None:
+            retry = math.ceil((latest + timedelta(seconds=flood) - now).total_seconds())
+            raise ApiError(429, "you are posting comments too quickly; wait a moment",
+                           headers={"Retry-After": str(max(1, retry))})
+
+
+def _check_parent(conn: Connection, parent: int | None, page_id: int | None) -> None:
+    if parent is None:
+        return
+    row = conn.execute(
+        sa.select(comment_t.c.page_id, comment_t.c.status).where(comment_t.c.id == parent)
+    ).first()
+    if row is None or row.page_id != page_id or row.status != Status.approved.value:
+        raise validation_error({"parent": "is not an approved comment on this page"})
+
+
+def create_comment(
+    db: Database, keys: Keys, new: NewComment, spam: SpamVerdict | None = None
+) -> dict[str, Any]:
+    """Store a new comment after the page, parent, duplicate, rate and flood checks; return it."""
+    data, now = new.data, new.now
+    e_key = email_key(keys, data.email)
+    rate_keys = ["email:" + e_key[:60]]
+    if new.ip:
+        rate_keys.insert(0, "ip:" + keys.lookup("ip", new.ip)[:60])
+    with db.write() as conn:
+        _lock(conn, rate_keys[0])
+        page = page_row(conn, data.page)
+        if page is not None and page.closed:
+            raise ApiError(403, "this page is closed for comments", code="closed")
+        _check_parent(conn, data.parent, page.id if page else None)
+        digest = body_hash(data.body)
+        if page is not None and conn.execute(
+            sa.select(comment_t.c.id).where(
+                comment_t.c.email_key == e_key, comment_t.c.page_id == page.id,
+                comment_t.c.body_hash == digest,
+            ).limit(1)
+        ).first():
+            raise ApiError(409, "you already left this comment on this page")
+        rules = read_rules(conn)
+        _check_rate(conn, rate_keys, db.settings.rate, rules.flood_seconds, now)
+        known = rules.auto_approve_known_authors and _known_author(conn, e_key)
+        draft = Draft(data.body, data.author, data.email, data.url, new.ip, new.links)
+        decision = decide(draft, rules, known_author=known, spam=spam)
+        if page is None:
+            page = ensure_page(conn, data.page, now)
+        comment_id = conn.execute(
+            comment_t.insert().values(
+                page_id=page.id, parent_id=data.parent, status=decision.status.value,
+                author=data.author, email=data.email, email_key=e_key, url=data.url,
+                body=data.body, body_html=new.body_html, body_hash=digest,
+                policy_version=new.policy_version, ip=new.ip, user_agent=new.user_agent,
+                spam_score=decision.score, spam_reasons=decision.reasons,
+                created_at=now, updated_at=now,
+            ).returning(comment_t.c.id)
+        ).scalar_one()
+        conn.execute(rate_t.insert(), [{"key": k, "created_at": now} for k in rate_keys])
+        if random.random() < 0.01:  # keep the rate table small without a separate job
+            horizon = max(db.settings.rate[1], rules.flood_seconds, 60)
+            conn.execute(rate_t.delete().where(rate_t.c.created_at < now - timedelta(seconds=horizon)))
+        if decision.status is Status.approved:
+            bump_thread(conn, page.id)
+    return {
+        "id": comment_id, "parent": data.parent, "author": data.author, "url": data.url,
+        "body_html": new.body_html, "created_at": now, "status": decision.status.value,
+        "page": data.page,
+    }
+
+
+def _known_author(conn: Connection, e_key: str) -> bool:
+    return conn.execute(
+        sa.select(comment_t.c.id).where(
+            comment_t.c.email_key == e_key, comment_t.c.status == Status.approved.value
+        ).limit(1)
+    ).first() is not None
+
+
+# ---- author edits ---------------------------------------------------------------------
+
+_AUTHOR_COLUMNS = (
+    comment_t.c.id, comment_t.c.parent_id, comment_t.c.status, comment_t.c.author,
+    comment_t.c.email, comment_t.c.url, comment_t.c.body_html, comment_t.c.created_at,
+    comment_t.c.page_id, comment_t.c.ip,
+)
+
+
+def author_status(status: str) -> str:
+    """What the author is told: a comment filed as spam looks just like a held one."""
+    return Status.pending.value if status == Status.spam.value else status
+
+
+def _authorised(conn: Connection, keys: Keys, comment_id: int, token: str | None, now: datetime) -> tuple[Any, Rules]:
+    row = conn.execute(sa.select(*_AUTHOR_COLUMNS).where(comment_t.c.id == comment_id)).first()
+    if row is None or row.status == Status.trash.value:
+        raise not_found()
+    rules = read_rules(conn)
+    if not keys.check_edit_token(comment_id, token):
+        raise ApiError(403, "this edit token does not belong to this comment")
+    if now - row.created_at > timedelta(seconds=rules.edit_window_seconds):
+        raise ApiError(403, "the time to edit this comment has run out")
+    return row, rules
+
+
+def author_view(db: Database, keys: Keys, comment_id: int, token: str, now: datetime) -> dict[str, Any]:
+    """The comment as its author sees it within the edit window (pending included)."""
+    with db.read() as conn:
+        row, _ = _authorised(conn, keys, comment_id, token, now)
+        return _author_dict(conn, row)
+
+
+def _author_dict(conn: Connection, row: Any) -> dict[str, Any]:
+    from .threads import effective_parent
+
+    return {
+        "id": row.id, "parent": effective_parent(conn, row.parent_id), "author": row.author,
+        "url": row.url, "body_html": row.body_html, "created_at": row.created_at,
+        "status": author_status(row.status),
+    }
+
+
+def author_edit(
+    db: Database, keys: Keys, comment_id: int, token: str | None, body: str, body_html: str,
+    policy_version: int, links: int, now: datetime, spam: SpamVerdict | None = None,
+) -> dict[str, Any]:
+    """Change the body; it is judged again by the rules as a new comment would be."""
+    with db.write() as conn:
+        row, rules = _authorised(conn, keys, comment_id, token, now)
+        known = rules.auto_approve_known_authors and _known_author_other(conn, row)
+        draft = Draft(body, row.author, row.email, row.url, row.ip, links)
+        decision: Decision = decide(draft, rules, known_author=known, spam=spam)
+        conn.execute(
+            comment_t.update().where(comment_t.c.id == comment_id).values(
+                body=body, body_html=body_html, body_hash=body_hash(body), policy_version=policy_version,
+                status=decision.status.value, spam_score=decision.score, spam_reasons=decision.reasons,
+                updated_at=now,
+            )
+        )
+        record(conn, now, "author", "author_edit", comment_id, row.status, decision.status.value)
+        if Status.approved.value in (row.status, decision.status.value):
+            bump_thread(conn, row.page_id)
+        fresh = conn.execute(sa.select(*_AUTHOR_COLUMNS).where(comment_t.c.id == comment_id)).one()
+        return _author_dict(conn, fresh)
+
+
+def _known_author_other(conn: Connection, row: Any) -> bool:
+    e_key = conn.execute(sa.select(comment_t.c.email_key).where(comment_t.c.id == row.id)).scalar_one()
+    return conn.execute(
+        sa.select(comment_t.c.id).where(
+            comment_t.c.email_key == e_key, comment_t.c.status == Status.approved.value,
+            comment_t.c.id != row.id,
+        ).limit(1)
+    ).first() is not None
+
+
+def author_delete(db: Database, keys: Keys, comment_id: int, token: str | None, now: datetime) -> None:
+    with db.write() as conn:
+        row, _ = _authorised(conn, keys, comment_id, token, now)
+        delete_comment_in(conn, row, "author", now)
+
+
+def delete_comment_in(conn: Connection, row: Any, actor: str, now: datetime) -> None:
+    """Delete for good; replies are re-attached to the deleted comment's parent."""
+    conn.execute(
+        comment_t.update().where(comment_t.c.parent_id == row.id).values(parent_id=row.parent_id)
+    )
+    conn.execute(comment_t.delete().where(comment_t.c.id == row.id))
+    record(conn, now, actor, "delete", row.id, row.status, None)
+    if row.status == Status.approved.value:
+        bump_thread(conn, row.page_id)

@@ -1,0 +1,60 @@
+"""Moderator tokens: made once, kept only as a hash, looked up by hash."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from ..db import Database
+from ..security import new_token, token_hash
+from .common import record, token_t
+
+LAST_USED_GRANULARITY = timedelta(minutes=1)
+
+
+class TokenExists(Exception):
+    pass
+
+
+def create_token(db: Database, name: str, now: datetime) -> str:
+    """A new token for NAME; the token itself is returned once and never stored."""
+    token = new_token()
+    with db.write() as conn:
+        exists = conn.execute(sa.select(token_t.c.id).where(token_t.c.name == name)).first()
+        if exists:
+            raise TokenExists(name)
+        conn.execute(token_t.insert().values(name=name, token_hash=token_hash(token), created_at=now))
+        record(conn, now, "cli", "token_create", to_value=name)
+    return token
+
+
+def list_tokens(db: Database) -> list[dict[str, object]]:
+    with db.read() as conn:
+        rows = conn.execute(
+            sa.select(token_t.c.name, token_t.c.created_at, token_t.c.last_used_at).order_by(token_t.c.name)
+        ).all()
+    return [row._asdict() for row in rows]
+
+
+def revoke_token(db: Database, name: str, now: datetime) -> bool:
+    with db.write() as conn:
+        gone = conn.execute(token_t.delete().where(token_t.c.name == name)).rowcount > 0
+        if gone:
+            record(conn, now, "cli", "token_revoke", from_value=name)
+    return gone
+
+
+def authenticate(db: Database, token: str, now: datetime) -> str | None:
+    """The name of the moderator holding this token, or None."""
+    digest = token_hash(token)
+    with db.read() as conn:
+        row = conn.execute(
+            sa.select(token_t.c.id, token_t.c.name, token_t.c.last_used_at).where(token_t.c.token_hash == digest)
+        ).first()
+    if row is None:
+        return None
+    if row.last_used_at is None or now - row.last_used_at > LAST_USED_GRANULARITY:
+        with db.write() as conn:
+            conn.execute(token_t.update().where(token_t.c.id == row.id).values(last_used_at=now))
+    return str(row.name)

@@ -1,0 +1,1 @@
+"""Browser tests of the embed, the plain form and the demo page."""
