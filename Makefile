@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	COMMENTS_DEMO=$${COMMENTS_DEMO:-1} $(BIN)/comments serve --host 127.0.0.1 --port 8000
+	COMMENTS_DEMO=$${COMMENTS_DEMO:-1} COMMENTS_SITE_ORIGINS=$${COMMENTS_SITE_ORIGINS:-http://127.0.0.1:8000} \
+		$(BIN)/comments serve --host 127.0.0.1 --port 8000
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

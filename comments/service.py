@@ -88,13 +88,15 @@ class Service:
         cached = self.cache.get(key)
         if cached is not None:
             return etag, cached
-        read_version, total, items, last = store.read_thread(self.db, page, limit, after)
+        thread = store.read_thread(self.db, page, limit, after)
+        last = thread.last
         next_cursor = None if last is None else self.encode_cursor([last[0].isoformat(), last[1]])
-        body = encode({"page": page, "total": total, "comments": items, "next": next_cursor})
-        if read_version == version:
+        body = encode({"page": page, "total": thread.total, "comments": thread.comments, "next": next_cursor,
+                       "closed": thread.closed})
+        if thread.version == version:
             self.cache.put(key, body)
             return etag, body
-        return self.thread_etag(page, read_version, limit, cursor), body
+        return self.thread_etag(page, thread.version, limit, cursor), body
 
     def encode_cursor(self, values: list[Any]) -> str:
         from .security import encode_cursor

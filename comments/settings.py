@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     secret_key: str | None = Field(None, min_length=16)
     sqlite_synchronous: str = "FULL"
     db_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    public_url: str | None = None
     demo: bool = False
     log_level: str = "INFO"
 
@@ -92,6 +93,13 @@ class Settings(BaseSettings):
         if url.get_backend_name() not in {"sqlite", "postgresql"}:
             raise ValueError("only sqlite:// and postgresql+psycopg:// URLs are supported")
         return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public(cls, value: str | None) -> str | None:
+        if value and not re.fullmatch(r"https?://[^\s?#]+", value):
+            raise ValueError("not an http(s) URL like https://comments.example")
+        return value.rstrip("/") if value else None
 
     @field_validator("log_level")
     @classmethod

@@ -174,6 +174,8 @@ async def test_parent_must_be_an_approved_comment_on_the_same_page(
 async def test_closed_page_is_a_403(clients: Clients, mod: httpx.AsyncClient) -> None:
     closed = await mod.patch("/api/admin/pages", params={"page": "/p/1"}, json={"closed": True})
     assert closed.status_code == 200
+    thread = await clients.client().get("/api/comments", params={"page": "/p/1"})
+    assert thread.json()["closed"] is True
     response = await post(clients)
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "closed"
@@ -331,7 +333,7 @@ async def test_thread_errors(client: httpx.AsyncClient) -> None:
 
 async def test_unknown_page_is_an_empty_thread(client: httpx.AsyncClient) -> None:
     data = (await client.get("/api/comments", params={"page": "/nobody/here/"})).json()
-    assert data == {"page": "/nobody/here/", "total": 0, "comments": [], "next": None}
+    assert data == {"page": "/nobody/here/", "total": 0, "comments": [], "next": None, "closed": False}
 
 
 async def test_etag_and_304(clients: Clients, mod: httpx.AsyncClient, client: httpx.AsyncClient) -> None:

@@ -174,7 +174,7 @@ def _known_author(conn: Connection, e_key: str) -> bool:
 _AUTHOR_COLUMNS = (
     comment_t.c.id, comment_t.c.parent_id, comment_t.c.status, comment_t.c.author,
     comment_t.c.email, comment_t.c.url, comment_t.c.body_html, comment_t.c.created_at,
-    comment_t.c.page_id, comment_t.c.ip,
+    comment_t.c.page_id, comment_t.c.ip, comment_t.c.body,
 )
 
 
@@ -208,7 +208,7 @@ def _author_dict(conn: Connection, row: Any) -> dict[str, Any]:
     return {
         "id": row.id, "parent": effective_parent(conn, row.parent_id), "author": row.author,
         "url": row.url, "body_html": row.body_html, "created_at": row.created_at,
-        "status": author_status(row.status),
+        "status": author_status(row.status), "body": row.body,
     }
 
 

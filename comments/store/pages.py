@@ -39,7 +39,8 @@ def set_closed(db: Database, key: str, closed: bool, actor: str, now: datetime) 
     with db.write() as conn:
         page = page_row(conn, key) or ensure_page(conn, key, now)
         if bool(page.closed) != closed:
-            conn.execute(page_t.update().where(page_t.c.id == page.id).values(closed=closed))
+            conn.execute(page_t.update().where(page_t.c.id == page.id).values(
+                closed=closed, thread_version=page_t.c.thread_version + 1))
             record(conn, now, actor, "close" if closed else "open", None, key, str(closed).lower())
         found = {s: 0 for s in STATUSES}
         for status, number in conn.execute(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -51,16 +52,26 @@ def effective_parent(conn: Connection, parent_id: int | None) -> int | None:
     return None
 
 
-def read_thread(
-    db: Database, page_key: str, limit: int, after: tuple[datetime, int] | None
-) -> tuple[int, int, list[dict[str, Any]], tuple[datetime, int] | None]:
-    """(version, total, top-level comments with nested replies, key of the last one if more follow)."""
+@dataclass(frozen=True)
+class Thread:
+    """One page of a thread: its version, whether it is closed, the approved total and the comments."""
+
+    version: int
+    closed: bool
+    total: int
+    comments: list[dict[str, Any]]
+    last: tuple[datetime, int] | None  # key of the last top-level comment, if more follow
+
+
+def read_thread(db: Database, page_key: str, limit: int, after: tuple[datetime, int] | None) -> Thread:
+    """The approved comments of a page, top-level ones paged, replies nested under their nearest approved ancestor."""
     with db.read() as conn:
         page = conn.execute(
-            sa.select(page_t.c.id, page_t.c.thread_version).where(page_t.c.key_hash == _key_hash(page_key))
+            sa.select(page_t.c.id, page_t.c.thread_version, page_t.c.closed)
+            .where(page_t.c.key_hash == _key_hash(page_key))
         ).first()
         if page is None:
-            return 0, 0, [], None
+            return Thread(0, False, 0, [], None)
         rows = conn.execute(
             sa.select(*_THREAD_COLUMNS)
             .where(comment_t.c.page_id == page.id, comment_t.c.status == APPROVED)
@@ -77,7 +88,8 @@ def read_thread(
                     )
                 )
             }
-    return page.thread_version, len(rows), *_nest(rows, approved, hidden, limit, after)
+    comments, last = _nest(rows, approved, hidden, limit, after)
+    return Thread(page.thread_version, bool(page.closed), len(rows), comments, last)
 
 
 def _nest(
