@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -181,6 +181,74 @@ async def patch_page(request: Request) -> Response:
     return json_response(result, headers=NO_STORE)
 
 
+def _person(request: Request) -> str:
+    email = request.query_params.get("email")
+    if not email or len(email) > 254:
+        raise validation_error({"email": "is required (at most 254 characters)"})
+    try:
+        return forms.normalise_email(email.strip())
+    except ValueError:
+        raise validation_error({"email": "not a valid address"}) from None
+
+
+async def export_person(request: Request) -> Response:
+    actor = await moderator(request)
+    email = _person(request)
+    items = await run_in_threadpool(store.export_person, _service(request).db, email, actor, store.utcnow())
+    return json_response({"email": email, "comments": items}, headers=NO_STORE)
+
+
+async def erase_person(request: Request) -> Response:
+    actor = await moderator(request)
+    email = _person(request)
+    body = request.query_params.get("body", "keep")
+    if body not in ("keep", "replace"):
+        raise validation_error({"body": "must be keep or replace"})
+    erased = await run_in_threadpool(_service(request).erase_person, email, body == "keep", actor)
+    return json_response({"erased": erased}, headers=NO_STORE)
+
+
+def _moment(value: str | None, name: str, errors: dict[str, str]) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        errors[name] = "must be an RFC 3339 time like 2026-11-29T18:37:04Z"
+        return None
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+async def audit(request: Request) -> Response:
+    await moderator(request)
+    service = _service(request)
+    query = request.query_params
+    errors: dict[str, str] = {}
+    comment_id = None
+    if query.get("comment") is not None:
+        comment_id = forms.parse_id(query["comment"])
+        if comment_id is None:
+            errors["comment"] = "must be a comment id"
+    since = _moment(query.get("since"), "since", errors)
+    until = _moment(query.get("until"), "until", errors)
+    for name in ("actor", "action"):
+        if len(query.get(name) or "") > 100:
+            errors[name] = "must be at most 100 characters"
+    if errors:
+        raise validation_error(errors)
+    limit = forms.query_limit(query.get("limit"))
+    before = None
+    if query.get("cursor") is not None:
+        (before,) = decode_cursor(service.keys, query["cursor"], 1)
+        if not isinstance(before, int):
+            raise ApiError(400, "cursor: not a cursor this service made")
+    items, last = await run_in_threadpool(
+        lambda: store.read_audit(service.db, actor=query.get("actor"), action=query.get("action"),
+                                 comment_id=comment_id, since=since, until=until, limit=limit, before_id=before))
+    next_cursor = encode_cursor(service.keys, [last]) if last is not None else None
+    return json_response({"items": items, "next": next_cursor}, headers=NO_STORE)
+
+
 def routes() -> list[Route]:
     return [
         route("/api/admin/comments", GET=list_comments),
@@ -188,4 +256,6 @@ def routes() -> list[Route]:
         route("/api/admin/comments/{comment_id}", GET=get_comment, PATCH=patch_comment, DELETE=delete_comment),
         route("/api/admin/rules", GET=get_rules, PUT=put_rules),
         route("/api/admin/pages", GET=list_pages, PATCH=patch_page),
+        route("/api/admin/people", GET=export_person, DELETE=erase_person),
+        route("/api/admin/audit", GET=audit),
     ]

@@ -2,19 +2,46 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
-from . import admin, embed, public
+from . import admin, embed, openapi, public
+from . import store
 from .errors import ApiError
 from .http import BodyLimitMiddleware, ErrorMiddleware, PublicCors, api_error_handler, http_error_handler
 from .service import Service
 from .settings import Settings
+
+
+log = logging.getLogger("comments.upkeep")
+
+
+async def upkeep_loop(service: Service, first_delay: float = 5.0) -> None:
+    """Every COMMENTS_MAINTENANCE_SECONDS: anonymise expired personal data, purge old spam and trash.
+    A lease in the database lets one worker (of any number, on any machine) do it at a time."""
+    interval = service.settings.maintenance_seconds
+    holder = f"{socket.gethostname()}:{os.getpid()}"
+    await asyncio.sleep(first_delay)
+    while True:
+        try:
+            now = store.utcnow()
+            if await run_in_threadpool(store.take_lease, service.db, "upkeep", holder, now, max(1, interval - 1)):
+                done = await run_in_threadpool(store.run_upkeep, service.db, now)
+                log.info("upkeep: %d anonymised, %d purged, %d rate rows dropped",
+                         done.anonymised, done.purged, done.rate_rows)
+        except Exception as exc:  # noqa: BLE001 - the loop must survive a database outage
+            log.warning("upkeep failed: %s; will try again", type(exc).__name__)
+        await asyncio.sleep(interval)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -24,10 +51,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        yield
-        service.db.dispose()
+        task = asyncio.create_task(upkeep_loop(service))
+        try:
+            yield
+        finally:
+            task.cancel()
+            service.db.dispose()
 
-    routes: list[BaseRoute] = [*public.routes(), *admin.routes(), *embed.routes(settings)]
+    routes: list[BaseRoute] = [*public.routes(), *admin.routes(), *embed.routes(settings), *openapi.routes()]
     app = Starlette(
         routes=routes,
         middleware=[

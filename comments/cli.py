@@ -45,6 +45,11 @@ def _parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
     db.add_parser("upgrade", help="apply the alembic migrations")
 
+    keys = commands.add_parser("keys", help="email encryption keys").add_subparsers(dest="keys_command", required=True)
+    keys.add_parser("new", help="print a new random key (for COMMENTS_EMAIL_KEY)")
+    keys.add_parser("rotate", help="re-encrypt every address under a new key (resumable)")
+    commands.add_parser("purge", help="run the periodic upkeep now: retention and anonymisation")
+
     token = commands.add_parser("token", help="moderator tokens").add_subparsers(dest="token_command", required=True)
     create = token.add_parser("create", help="make a token and print it once")
     create.add_argument("name")
@@ -64,8 +69,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.config.dictConfig(logging_config(settings.log_level))
     from sqlalchemy.exc import OperationalError
 
+    from .crypto import KeyProblem
+
     try:
         return _run(args, settings)
+    except KeyProblem as exc:
+        print(f"comments: email key: {exc}", file=sys.stderr)
+        return 2
     except OperationalError as exc:
         print(f"comments: the database does not answer ({type(exc.orig).__name__}); "
               "check COMMENTS_DATABASE_URL", file=sys.stderr)
@@ -81,8 +91,19 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         db.upgrade(settings)
         print("database is up to date")
         return 0
+    if args.command == "keys" and args.keys_command == "new":
+        from .crypto import new_key
+
+        print(new_key())
+        return 0
     database = db.Database(settings)
     try:
+        if args.command == "keys":
+            return _rotate(database)
+        if args.command == "purge":
+            done = store.run_upkeep(database, store.utcnow())
+            print(f"anonymised {done.anonymised} comments, deleted {done.purged} old spam and trash comments")
+            return 0
         if args.token_command == "create":
             if not TOKEN_NAME.fullmatch(args.name):
                 print("comments: a token name is 1-100 letters, digits, _ . @ -", file=sys.stderr)
@@ -106,6 +127,39 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     finally:
         database.dispose()
+
+
+def _rotate(database: Any) -> int:
+    """Put a new key first (key file mode) unless a rotation is unfinished, then re-encrypt in
+    batches; rows written meanwhile by workers still on the old key are picked up by a last pass."""
+    import time
+
+    from . import store
+    from .crypto import KeySource
+
+    database.keyring()
+    if store.remaining(database) == 0:
+        source = KeySource(database.settings.email_key, database.settings.key_file)
+        kid = source.add_key()
+        print(f"added key {kid} first in {source.path}; running workers pick it up within "
+              f"{int(KeySource.RECHECK_SECONDS)} s")
+    ring = database.refresh_keyring()
+    total = store.remaining(database)
+    done = 0
+    quiet_passes = 0
+    while quiet_passes < 2:
+        moved = store.rotate_batch(database)
+        done += moved
+        print(f"\rre-encrypted {done}/{max(total, done)} addresses under key {ring.current_id}",
+              end="", file=sys.stderr, flush=True)
+        if moved == 0:
+            quiet_passes += 1
+            if quiet_passes < 2:
+                time.sleep(KeySource.RECHECK_SECONDS + 1)
+    print(file=sys.stderr)
+    print(f"done: every address is under key {ring.current_id}; older keys can be removed "
+          "once no worker still runs with them")
+    return 0
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:

@@ -16,6 +16,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
+from .crypto import Keyring, KeyProblem, KeySource
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,8 @@ def _sqlite_setup(engine: Engine, synchronous: str) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA synchronous={synchronous}")
+        # Deleted and overwritten content is zeroed, not left in free pages of the file.
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -79,14 +82,66 @@ def _sqlite_setup(engine: Engine, synchronous: str) -> None:
             conn.exec_driver_sql("BEGIN")
 
 
+def key_source(settings: Settings, create: bool = False) -> KeySource:
+    """Where the email keys come from; with create, a missing key file is made (mode 0600)."""
+    source = KeySource(settings.email_key, settings.key_file)
+    if create and not source.exists():
+        source.create_file()
+    return source
+
+
+def verify_keys(settings: Settings, engine: Engine) -> KeySource:
+    """The email keys, checked against the database: a clear KeyProblem if addresses are
+    encrypted and the key is missing or wrong; a new key file if nothing is encrypted yet."""
+    source = KeySource(settings.email_key, settings.key_file)
+    samples: list[str] = []
+    if sa.inspect(engine).has_table("comment"):
+        with engine.connect() as conn:
+            encrypted = sa.text("SELECT email FROM comment WHERE email LIKE 'e1.%' ORDER BY id {} LIMIT 1")
+            for order in ("ASC", "DESC"):
+                value = conn.execute(sa.text(str(encrypted).format(order))).scalar()
+                if value:
+                    samples.append(value)
+    if samples and not source.exists():
+        raise KeyProblem(
+            "this database holds encrypted email addresses but no key was found: set COMMENTS_EMAIL_KEY, "
+            f"or restore the key file {source.path} (or point COMMENTS_EMAIL_KEY_FILE at it)"
+        )
+    if not source.exists():
+        source.create_file()
+        log.info("made a new email key file (back it up apart from the database)")
+    ring = source.ring()
+    for value in samples:
+        try:
+            ring.decrypt(value)
+        except KeyProblem:
+            raise KeyProblem(
+                f"{source.where} does not hold the key that encrypted this database's email addresses "
+                "(restore the right key; nothing was changed)"
+            ) from None
+    return source
+
+
 class Database:
-    """The engine and the two kinds of unit of work: read and write."""
+    """The engine, the email keys, and the two kinds of unit of work: read and write."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.engine = create_db_engine(settings)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._writer = self.engine.execution_options(immediate=True)
+        self._keys: KeySource | None = None
+
+    def keyring(self) -> Keyring:
+        """The email keyring, checked against the database on first use."""
+        if self._keys is None:
+            self._keys = verify_keys(self.settings, self.engine)
+        return self._keys.ring()
+
+    def refresh_keyring(self) -> Keyring:
+        self.keyring()
+        assert self._keys is not None
+        return self._keys.refresh()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -124,9 +179,18 @@ def upgrade(settings: Settings, engine: Engine | None = None) -> None:
     own = engine is None
     engine = engine or create_db_engine(settings)
     try:
+        config.attributes["keyring"] = verify_keys(settings, engine).ring()
         with engine.begin() as conn:
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
+        if config.attributes.get("plaintext_removed") and engine.dialect.name == "sqlite":
+            # Rewrite the file so no page, free or in the WAL, still holds a plain address.
+            raw = engine.raw_connection()
+            try:
+                raw.execute("VACUUM")
+                raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                raw.close()
     finally:
         if own:
             engine.dispose()

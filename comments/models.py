@@ -47,6 +47,8 @@ class Comment(SQLModel, table=True):
         sa.Index("ix_comment_queue", "status", "created_at", "id"),
         sa.Index("ix_comment_email_key", "email_key", "page_id"),
         sa.Index("ix_comment_parent", "parent_id"),
+        sa.Index("ix_comment_personal_until", "personal_until"),
+        sa.Index("ix_comment_status_updated", "status", "updated_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -70,6 +72,10 @@ class Comment(SQLModel, table=True):
     body_hash: str = Field(sa_type=sa.String(64), nullable=False)
     policy_version: int = Field(nullable=False)
     ip: str | None = Field(default=None, sa_type=sa.String(64), nullable=True)
+    # Keyed hash of the full address, kept (with the full address and the user agent) only
+    # until personal_until; then the periodic task anonymises the row.
+    ip_key: str | None = Field(default=None, sa_type=sa.String(64), nullable=True)
+    personal_until: datetime | None = Field(default=None, sa_type=sa.DateTime, nullable=True)
     user_agent: str | None = Field(default=None, sa_type=sa.Text, nullable=True)
     spam_score: float = Field(default=0.0, nullable=False)
     spam_reasons: list[str] = Field(default_factory=list, sa_type=sa.JSON, nullable=False)
@@ -143,6 +149,16 @@ class Secret(SQLModel, table=True):
     name: str = Field(sa_type=sa.String(64), primary_key=True)
     value: str = Field(sa_type=sa.Text, nullable=False)
     created_at: datetime = Field(sa_type=sa.DateTime, nullable=False)
+
+
+class Lease(SQLModel, table=True):
+    """A named job that one worker at a time may run (the periodic maintenance)."""
+
+    __tablename__ = "lease"
+
+    name: str = Field(sa_type=sa.String(64), primary_key=True)
+    holder: str = Field(sa_type=sa.String(100), nullable=False)
+    until: datetime = Field(sa_type=sa.DateTime, nullable=False)
 
 
 # ---- data models at the borders ------------------------------------------------------

@@ -123,6 +123,15 @@ def _parse_ip(value: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Addres
     return address
 
 
+def anonymise_ip(value: str | None) -> str | None:
+    """The address with its host part zeroed: IPv4 to its /24, IPv6 to its /48."""
+    address = _parse_ip(value)
+    if address is None:
+        return None
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
+
+
 def safe_redirect(target: str | None, origins: Sequence[str], fragment: str) -> str | None:
     """target with its fragment replaced, if it lies on a configured origin; else None."""
     if not target or not origins or len(target) > 2048:

@@ -103,6 +103,10 @@ class Service:
 
         return encode_cursor(self.keys, values)
 
+    def erase_person(self, email: str, keep_body: bool, actor: str) -> int:
+        note = sanitize.render(store.people.ERASED_NOTE)
+        return store.erase_person(self.db, email, keep_body, note, actor, store.utcnow())
+
     def edit_by_moderator(self, comment_id: int, change: store.Change, actor: str) -> dict[str, Any]:
         if change.body is not None:
             html = sanitize.render(change.body)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from functools import cached_property
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, ValidationError, field_validator
@@ -38,6 +39,11 @@ class Settings(BaseSettings):
     secret_key: str | None = Field(None, min_length=16)
     sqlite_synchronous: str = "FULL"
     db_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    email_key: str | None = None
+    email_key_file: str | None = None
+    ip_retention_days: int = Field(0, ge=0, le=365)
+    retention_days: int = Field(30, ge=0, le=36500)
+    maintenance_seconds: int = Field(300, ge=5, le=86400)
     public_url: str | None = None
     demo: bool = False
     log_level: str = "INFO"
@@ -107,6 +113,18 @@ class Settings(BaseSettings):
         if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError("one of DEBUG, INFO, WARNING, ERROR")
         return value.upper()
+
+    @cached_property
+    def key_file(self) -> Path:
+        """Where the email key file lives: as configured, else beside the SQLite file, else here."""
+        if self.email_key_file:
+            return Path(self.email_key_file)
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.database_url)
+        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+            return Path(url.database + ".email-key")
+        return Path("comments-email.key")
 
     @cached_property
     def rate(self) -> tuple[int, int]:

@@ -25,8 +25,11 @@ BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
 READER_IP = "198.51.100.7"
 
 
+TEST_EMAIL_KEY = "gdPRtSxAFXD4rlNcW3lo4PYdq7u2qOVTnl8KDoGRq40"
+
+
 def base_settings(url: str, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {"database_url": url, "_env_file": None}
+    values: dict[str, Any] = {"database_url": url, "_env_file": None, "email_key": TEST_EMAIL_KEY}
     values.update(overrides)
     return Settings(**values)
 

@@ -240,7 +240,7 @@ class TestRateLimit:
 class TestTrustedProxy:
     @pytest.fixture
     def settings_overrides(self) -> dict[str, Any]:
-        return {"trusted_proxies": "192.0.2.200"}
+        return {"trusted_proxies": "192.0.2.200", "ip_retention_days": 7}
 
     async def test_forwarded_address_is_believed_only_from_trusted_proxies(
         self, clients: Clients, mod: httpx.AsyncClient

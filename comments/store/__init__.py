@@ -1,16 +1,21 @@
 """Every query and write of the service lives in this package; nothing else writes SQL."""
 
+from .audit import read_audit
 from .comments import NewComment, author_delete, author_edit, author_view, create_comment
 from .common import rfc3339, utcnow
 from .keys import load_keys
+from .maintenance import Upkeep, run_upkeep, take_lease
 from .pages import list_pages, set_closed
+from .people import erase_person, export_person
+from .rotation import remaining, rotate_batch
 from .queue import Change, bulk_status, change_comment, delete_comment, get_full, list_comments
 from .rules import get_rules, put_rules
 from .threads import counts, public_comment, read_thread, thread_version
 from .tokens import TokenExists, authenticate, create_token, list_tokens, revoke_token
 
 __all__ = [
-    "Change", "NewComment", "TokenExists", "author_delete", "author_edit", "author_view",
+    "Upkeep", "erase_person", "export_person", "read_audit", "remaining", "rotate_batch", "run_upkeep",
+    "take_lease", "Change", "NewComment", "TokenExists", "author_delete", "author_edit", "author_view",
     "authenticate", "bulk_status", "change_comment", "counts", "create_comment", "create_token",
     "delete_comment", "get_full", "get_rules", "list_comments", "list_pages", "list_tokens",
     "load_keys", "public_comment", "put_rules", "read_thread", "revoke_token", "rfc3339",

@@ -16,8 +16,8 @@ from ..db import Database
 from ..errors import ApiError, not_found, validation_error
 from ..models import CommentIn, Rules, Status
 from ..moderation import Decision, Draft, SpamVerdict, decide
-from ..security import Keys
-from .common import bump_thread, comment_t, page_t, rate_t, record
+from ..security import Keys, anonymise_ip
+from .common import bump_thread, comment_t, page_t, rate_t, record, reveal
 from .rules import read_rules
 
 
@@ -39,8 +39,14 @@ def body_hash(body: str) -> str:
     return hashlib.sha256(" ".join(body.split()).casefold().encode("utf-8")).hexdigest()
 
 
-def email_key(keys: Keys, email: str) -> str:
-    return keys.lookup("email", email.casefold())
+def email_lookups(db: Database, email: str) -> list[str]:
+    """The keyed hashes an address may be stored under (the newest key's first)."""
+    return db.keyring().lookups("email:" + email.casefold())
+
+
+def ip_lookup(db: Database, ip: str) -> str:
+    """Keyed hash of a full client address (for the rate limit and, while it is kept, history)."""
+    return db.keyring().lookup("ip:" + ip)
 
 
 def page_row(conn: Connection, key: str) -> Any:
@@ -113,10 +119,17 @@ def create_comment(
 ) -> dict[str, Any]:
     """Store a new comment after the page, parent, duplicate, rate and flood checks; return it."""
     data, now = new.data, new.now
-    e_key = email_key(keys, data.email)
+    e_keys = email_lookups(db, data.email)
+    e_key = e_keys[0]
+    ip_key = ip_lookup(db, new.ip) if new.ip else None
     rate_keys = ["email:" + e_key[:60]]
-    if new.ip:
-        rate_keys.insert(0, "ip:" + keys.lookup("ip", new.ip)[:60])
+    if ip_key:
+        rate_keys.insert(0, "ip:" + ip_key[:60])
+    days = db.settings.ip_retention_days
+    if days:
+        stored_ip, user_agent, personal_until = new.ip, new.user_agent, now + timedelta(days=days)
+    else:  # anonymised at once; the user agent is not kept at all
+        stored_ip, user_agent, personal_until, ip_key = anonymise_ip(new.ip), None, None, None
     with db.write() as conn:
         _lock(conn, rate_keys[0])
         page = page_row(conn, data.page)
@@ -126,24 +139,25 @@ def create_comment(
         digest = body_hash(data.body)
         if page is not None and conn.execute(
             sa.select(comment_t.c.id).where(
-                comment_t.c.email_key == e_key, comment_t.c.page_id == page.id,
+                comment_t.c.email_key.in_(e_keys), comment_t.c.page_id == page.id,
                 comment_t.c.body_hash == digest,
             ).limit(1)
         ).first():
             raise ApiError(409, "you already left this comment on this page")
         rules = read_rules(conn)
         _check_rate(conn, rate_keys, db.settings.rate, rules.flood_seconds, now)
-        known = rules.auto_approve_known_authors and _known_author(conn, e_key)
-        draft = Draft(data.body, data.author, data.email, data.url, new.ip, new.links)
+        known = rules.auto_approve_known_authors and _known_author(conn, e_keys)
+        draft = Draft(data.body, data.author, data.email, data.url, stored_ip, new.links)
         decision = decide(draft, rules, known_author=known, spam=spam)
         if page is None:
             page = ensure_page(conn, data.page, now)
         comment_id = conn.execute(
             comment_t.insert().values(
                 page_id=page.id, parent_id=data.parent, status=decision.status.value,
-                author=data.author, email=data.email, email_key=e_key, url=data.url,
+                author=data.author, email=db.keyring().encrypt(data.email), email_key=e_key, url=data.url,
                 body=data.body, body_html=new.body_html, body_hash=digest,
-                policy_version=new.policy_version, ip=new.ip, user_agent=new.user_agent,
+                policy_version=new.policy_version, ip=stored_ip, ip_key=ip_key,
+                personal_until=personal_until, user_agent=user_agent,
                 spam_score=decision.score, spam_reasons=decision.reasons,
                 created_at=now, updated_at=now,
             ).returning(comment_t.c.id)
@@ -161,12 +175,11 @@ def create_comment(
     }
 
 
-def _known_author(conn: Connection, e_key: str) -> bool:
-    return conn.execute(
-        sa.select(comment_t.c.id).where(
-            comment_t.c.email_key == e_key, comment_t.c.status == Status.approved.value
-        ).limit(1)
-    ).first() is not None
+def _known_author(conn: Connection, e_keys: list[str], other_than: int | None = None) -> bool:
+    where = [comment_t.c.email_key.in_(e_keys), comment_t.c.status == Status.approved.value]
+    if other_than is not None:
+        where.append(comment_t.c.id != other_than)
+    return conn.execute(sa.select(comment_t.c.id).where(*where).limit(1)).first() is not None
 
 
 # ---- author edits ---------------------------------------------------------------------
@@ -219,8 +232,9 @@ def author_edit(
     """Change the body; it is judged again by the rules as a new comment would be."""
     with db.write() as conn:
         row, rules = _authorised(conn, keys, comment_id, token, now)
-        known = rules.auto_approve_known_authors and _known_author_other(conn, row)
-        draft = Draft(body, row.author, row.email, row.url, row.ip, links)
+        email = reveal(db, row.email)
+        known = rules.auto_approve_known_authors and _known_author(conn, email_lookups(db, email), row.id)
+        draft = Draft(body, row.author, email, row.url, row.ip, links)
         decision: Decision = decide(draft, rules, known_author=known, spam=spam)
         conn.execute(
             comment_t.update().where(comment_t.c.id == comment_id).values(
@@ -234,16 +248,6 @@ def author_edit(
             bump_thread(conn, row.page_id)
         fresh = conn.execute(sa.select(*_AUTHOR_COLUMNS).where(comment_t.c.id == comment_id)).one()
         return _author_dict(conn, fresh)
-
-
-def _known_author_other(conn: Connection, row: Any) -> bool:
-    e_key = conn.execute(sa.select(comment_t.c.email_key).where(comment_t.c.id == row.id)).scalar_one()
-    return conn.execute(
-        sa.select(comment_t.c.id).where(
-            comment_t.c.email_key == e_key, comment_t.c.status == Status.approved.value,
-            comment_t.c.id != row.id,
-        ).limit(1)
-    ).first() is not None
 
 
 def author_delete(db: Database, keys: Keys, comment_id: int, token: str | None, now: datetime) -> None:

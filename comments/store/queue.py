@@ -12,9 +12,9 @@ from sqlalchemy.engine import Connection
 from ..db import Database
 from ..errors import not_found
 from ..models import STATUSES, Status
-from .comments import body_hash, delete_comment_in, page_row
-from .common import bump_thread, comment_t, page_t, record
-from .threads import effective_parent
+from ..forms import normalise_email
+from .comments import body_hash, delete_comment_in, email_lookups, page_row
+from .common import bump_thread, comment_t, page_t, record, reveal
 
 FULL_COLUMNS = (
     comment_t.c.id, comment_t.c.parent_id, comment_t.c.author, comment_t.c.url,
@@ -25,9 +25,10 @@ FULL_COLUMNS = (
 _JOINED = comment_t.join(page_t, comment_t.c.page_id == page_t.c.id)
 
 
-def _full(row: Any) -> dict[str, Any]:
+def _full(db: Database, row: Any) -> dict[str, Any]:
     data = row._asdict()
     data["parent"] = data.pop("parent_id")
+    data["email"] = reveal(db, data["email"])
     return data
 
 
@@ -56,11 +57,7 @@ def list_comments(
             where.append(comment_t.c.page_id == page_id)
         if q:
             for word in q.split()[:10]:
-                where.append(sa.or_(
-                    comment_t.c.body.icontains(word, autoescape=True),
-                    comment_t.c.author.icontains(word, autoescape=True),
-                    comment_t.c.email.icontains(word, autoescape=True),
-                ))
+                where.append(_matches(db, word))
         order = (comment_t.c.created_at, comment_t.c.id)
         if after is not None:
             key = sa.tuple_(*order)
@@ -75,22 +72,36 @@ def list_comments(
             count_stmt = count_stmt.where(comment_t.c.page_id == page_id)
         counts = dict.fromkeys(STATUSES, 0)
         counts.update({s: int(n) for s, n in conn.execute(count_stmt).all() if s in counts})
-    items = [_full(r) for r in rows[:limit]]
+    items = [_full(db, r) for r in rows[:limit]]
     more = len(rows) > limit
     next_key = (items[-1]["created_at"], items[-1]["id"]) if more else None
     return Listing(items, next_key, counts)
 
 
+def _matches(db: Database, word: str) -> Any:
+    """A search word matches body or author; an email address matches its author's comments
+    (addresses are encrypted, so they are found by their keyed hash, whole, not by parts)."""
+    condition = sa.or_(comment_t.c.body.icontains(word, autoescape=True),
+                       comment_t.c.author.icontains(word, autoescape=True))
+    if "@" in word:
+        try:
+            address = normalise_email(word)
+        except ValueError:
+            return condition
+        return sa.or_(condition, comment_t.c.email_key.in_(email_lookups(db, address)))
+    return condition
+
+
 def get_full(db: Database, comment_id: int) -> dict[str, Any]:
     with db.read() as conn:
-        return _get_full(conn, comment_id)
+        return _get_full(db, conn, comment_id)
 
 
-def _get_full(conn: Connection, comment_id: int) -> dict[str, Any]:
+def _get_full(db: Database, conn: Connection, comment_id: int) -> dict[str, Any]:
     row = conn.execute(sa.select(*FULL_COLUMNS).select_from(_JOINED).where(comment_t.c.id == comment_id)).first()
     if row is None:
         raise not_found()
-    return _full(row)
+    return _full(db, row)
 
 
 @dataclass(frozen=True)
@@ -109,7 +120,7 @@ class Change:
 def change_comment(db: Database, comment_id: int, change: Change, actor: str, now: datetime) -> dict[str, Any]:
     """Apply a moderator's change, record it, and return the full view."""
     with db.write() as conn:
-        row = _get_full(conn, comment_id)
+        row = _get_full(db, conn, comment_id)
         values: dict[str, Any] = {}
         if change.status is not None and change.status != row["status"]:
             values["status"] = change.status
@@ -130,7 +141,7 @@ def change_comment(db: Database, comment_id: int, change: Change, actor: str, no
             conn.execute(comment_t.update().where(comment_t.c.id == comment_id).values(**values))
             if Status.approved.value in (row["status"], values.get("status")):
                 bump_thread(conn, row["page_id"])
-        return _get_full(conn, comment_id)
+        return _get_full(db, conn, comment_id)
 
 
 def bulk_status(db: Database, ids: list[int], status: str, actor: str, now: datetime) -> tuple[list[int], list[int]]:
@@ -171,7 +182,3 @@ def delete_comment(db: Database, comment_id: int, actor: str, now: datetime) -> 
             raise not_found()
         delete_comment_in(conn, row, actor, now)
 
-
-def parent_preview(db: Database, comment_id: int) -> int | None:
-    with db.read() as conn:
-        return effective_parent(conn, comment_id)

@@ -58,3 +58,29 @@ def authenticate(db: Database, token: str, now: datetime) -> str | None:
         with db.write() as conn:
             conn.execute(token_t.update().where(token_t.c.id == row.id).values(last_used_at=now))
     return str(row.name)
+
+
+# ---- the moderators' web page: sign-in by token hash, sessions by token id -------------
+
+
+def token_by_hash(db: Database, digest: str, now: datetime) -> dict[str, object] | None:
+    """The token (id, name, token_hash) whose hash is digest, marked as used; None if there is none."""
+    return _find_token(db, token_t.c.token_hash == digest, now)
+
+
+def token_by_id(db: Database, token_id: int, now: datetime) -> dict[str, object] | None:
+    """The token (id, name, token_hash) with this row id, marked as used; None once it is revoked."""
+    return _find_token(db, token_t.c.id == token_id, now)
+
+
+def _find_token(db: Database, where: sa.ColumnElement[bool], now: datetime) -> dict[str, object] | None:
+    with db.read() as conn:
+        row = conn.execute(
+            sa.select(token_t.c.id, token_t.c.name, token_t.c.token_hash, token_t.c.last_used_at).where(where)
+        ).first()
+    if row is None:
+        return None
+    if row.last_used_at is None or now - row.last_used_at > LAST_USED_GRANULARITY:
+        with db.write() as conn:
+            conn.execute(token_t.update().where(token_t.c.id == row.id).values(last_used_at=now))
+    return {"id": int(row.id), "name": str(row.name), "token_hash": str(row.token_hash)}
