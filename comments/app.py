@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
-from . import admin, embed, openapi, public
+from . import admin, adminweb, embed, openapi, public
 from . import store
 from .errors import ApiError
 from .http import BodyLimitMiddleware, ErrorMiddleware, PublicCors, api_error_handler, http_error_handler
@@ -58,7 +58,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             task.cancel()
             service.db.dispose()
 
-    routes: list[BaseRoute] = [*public.routes(), *admin.routes(), *embed.routes(settings), *openapi.routes()]
+    routes: list[BaseRoute] = [*public.routes(), *admin.routes(), *embed.routes(settings), *openapi.routes(),
+                               *adminweb.routes(settings)]
     app = Starlette(
         routes=routes,
         middleware=[
@@ -70,4 +71,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
         lifespan=lifespan,
     )
     app.state.service = service
+    app.state.form_token_for = service.form_token
     return app

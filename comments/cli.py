@@ -50,6 +50,13 @@ def _parser() -> argparse.ArgumentParser:
     keys.add_parser("rotate", help="re-encrypt every address under a new key (resumable)")
     commands.add_parser("purge", help="run the periodic upkeep now: retention and anonymisation")
 
+    spam = commands.add_parser("spam", help="the spam filter").add_subparsers(dest="spam_command", required=True)
+    train = spam.add_parser("train", help="learn labelled CSV files (COMMENT_ID,AUTHOR,DATE,CONTENT,CLASS)")
+    train.add_argument("files", nargs="+", metavar="FILE")
+    evaluate = spam.add_parser("evaluate", help="replay a corpus through the real pipeline and print figures")
+    evaluate.add_argument("--train", nargs="+", required=True, metavar="FILE")
+    evaluate.add_argument("--test", nargs="+", required=True, metavar="FILE")
+
     token = commands.add_parser("token", help="moderator tokens").add_subparsers(dest="token_command", required=True)
     create = token.add_parser("create", help="make a token and print it once")
     create.add_argument("name")
@@ -91,6 +98,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         db.upgrade(settings)
         print("database is up to date")
         return 0
+    if args.command == "spam":
+        return _spam(args, settings)
     if args.command == "keys" and args.keys_command == "new":
         from .crypto import new_key
 
@@ -127,6 +136,48 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     finally:
         database.dispose()
+
+
+def progress(label: str) -> Any:
+    """A one-line progress display on stderr: `label done/total`."""
+    import time
+
+    shown = [0.0]
+
+    def show(done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - shown[0] < 0.2:
+            return
+        shown[0] = now
+        percent = 100 * done // max(total, 1)
+        end = "\n" if done >= total else ""
+        print(f"\r{label} {done}/{total} ({percent} %)", end=end, file=sys.stderr, flush=True)
+
+    return show
+
+
+def _spam(args: argparse.Namespace, settings: Settings) -> int:
+    from . import db, evaluation
+    from .spam import CorpusError
+
+    try:
+        if args.spam_command == "train":
+            database = db.Database(settings)
+            try:
+                learned = evaluation.train_files(database, args.files, progress("learned"))
+            finally:
+                database.dispose()
+            print(f"learned {learned} labelled comments")
+            return 0
+        result = evaluation.replay(args.train, args.test, progress("replayed"))
+    except CorpusError as exc:
+        print(f"comments: {exc} (nothing was learned)", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"comments: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 1
+    print(evaluation.report(result))
+    return 0
 
 
 def _rotate(database: Any) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,6 +23,7 @@ _LINE_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 
 # WordPress's comment form names its fields differently; an existing form posts here unchanged.
 ALIASES = {"comment": "body", "comment_post_ID": "page", "comment_parent": "parent"}
+HONEYPOT = "homepage"  # the field people never fill: the embed and the plain form hide it
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
@@ -230,6 +232,9 @@ def rules_in(data: Mapping[str, Any]) -> Rules:
         default = getattr(defaults, name)
         if isinstance(default, bool):
             ok = isinstance(value, bool)
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
+            value = float(value) if ok else value
         elif isinstance(default, int):
             ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 10**7
         elif isinstance(default, list):
@@ -246,6 +251,8 @@ def rules_in(data: Mapping[str, Any]) -> Rules:
         raise validation_error(errors)
     if values["edit_window_seconds"] > 7 * 86400:
         raise validation_error({"edit_window_seconds": "at most 604800 (a week)"})
+    if values["hold_threshold"] > values["spam_threshold"]:
+        raise validation_error({"hold_threshold": "must not be above spam_threshold"})
     return Rules(**values)
 
 
@@ -257,4 +264,23 @@ _RULE_HINTS = {
     "auto_approve_known_authors": "must be true or false",
     "flood_seconds": "must be a whole number of seconds from 0",
     "edit_window_seconds": "must be a whole number of seconds from 0",
+    "spam_threshold": "must be a number from 0 to 1",
+    "hold_threshold": "must be a number from 0 to 1",
 }
+
+
+@dataclass(frozen=True)
+class SpamFields:
+    """What the service's own form adds for spam defence (see the README): never part of the comment."""
+
+    honeypot_filled: bool
+    form_token: str | None
+
+
+def spam_fields(fields: Mapping[str, Any]) -> SpamFields:
+    honeypot = fields.get(HONEYPOT)
+    token = fields.get("form_token")
+    return SpamFields(
+        honeypot_filled=bool(honeypot.strip()) if isinstance(honeypot, str) else honeypot not in (None, "", False),
+        form_token=token.strip() if isinstance(token, str) and token.strip() else None,
+    )

@@ -49,6 +49,9 @@ class Comment(SQLModel, table=True):
         sa.Index("ix_comment_parent", "parent_id"),
         sa.Index("ix_comment_personal_until", "personal_until"),
         sa.Index("ix_comment_status_updated", "status", "updated_at"),
+        sa.Index("ix_comment_url_host", "url_host"),
+        sa.Index("ix_comment_ip", "ip"),
+        sa.Index("ix_comment_body_hash", "body_hash", "created_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -79,6 +82,11 @@ class Comment(SQLModel, table=True):
     user_agent: str | None = Field(default=None, sa_type=sa.Text, nullable=True)
     spam_score: float = Field(default=0.0, nullable=False)
     spam_reasons: list[str] = Field(default_factory=list, sa_type=sa.JSON, nullable=False)
+    # What the spam filter learned from a moderator's verdict on this comment ("spam", "ham"),
+    # so a reversed verdict is unlearned rather than counted twice.
+    learned: str | None = Field(default=None, sa_type=sa.String(8), nullable=True)
+    # The website's host, for the spam history of a site that was marked spam before.
+    url_host: str | None = Field(default=None, sa_type=sa.String(255), nullable=True)
     created_at: datetime = Field(sa_type=sa.DateTime, nullable=False)
     updated_at: datetime = Field(sa_type=sa.DateTime, nullable=False)
 
@@ -96,6 +104,8 @@ class ModerationRules(SQLModel, table=True):
     auto_approve_known_authors: bool = Field(nullable=False)
     flood_seconds: int = Field(nullable=False)
     edit_window_seconds: int = Field(nullable=False)
+    spam_threshold: float = Field(nullable=False, sa_column_kwargs={"server_default": "0.5"})
+    hold_threshold: float = Field(nullable=False, sa_column_kwargs={"server_default": "0.2"})
     updated_at: datetime = Field(sa_type=sa.DateTime, nullable=False)
 
 
@@ -151,6 +161,26 @@ class Secret(SQLModel, table=True):
     created_at: datetime = Field(sa_type=sa.DateTime, nullable=False)
 
 
+class SpamFeature(SQLModel, table=True):
+    """The text model: how often a feature was seen in comments judged spam and not spam."""
+
+    __tablename__ = "spam_feature"
+
+    feature: str = Field(sa_type=sa.String(64), primary_key=True)
+    spam: int = Field(nullable=False)
+    ham: int = Field(nullable=False)
+
+
+class SpamTotals(SQLModel, table=True):
+    """How many comments the text model learned of each class (one row, id 1)."""
+
+    __tablename__ = "spam_totals"
+
+    id: int | None = Field(default=None, primary_key=True)
+    spam_docs: int = Field(nullable=False)
+    ham_docs: int = Field(nullable=False)
+
+
 class Lease(SQLModel, table=True):
     """A named job that one worker at a time may run (the periodic maintenance)."""
 
@@ -185,6 +215,8 @@ class Rules(SQLModel):
     auto_approve_known_authors: bool = False
     flood_seconds: int = 15
     edit_window_seconds: int = 900
+    spam_threshold: float = 0.5
+    hold_threshold: float = 0.2
 
 
 def public_view(comment: dict[str, Any]) -> dict[str, Any]:

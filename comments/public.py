@@ -51,7 +51,8 @@ async def create_comment(request: Request) -> Response:
     fields, from_form = await forms.read_fields(request)
     data = forms.comment_in(fields, service.settings.max_body_chars)
     user_agent = request.headers.get("user-agent", "")[:512] or None
-    comment = await run_in_threadpool(service.create_comment, data, reader_ip(request), user_agent)
+    defence = forms.spam_fields(fields)
+    comment = await run_in_threadpool(service.create_comment, data, reader_ip(request), user_agent, defence)
     status = 201 if comment["status"] == "approved" else 202
     if from_form and _prefers_html(request.headers.get("accept", "")):
         target = fields.get("redirect_to") if isinstance(fields.get("redirect_to"), str) else None
@@ -151,6 +152,13 @@ async def counts(request: Request) -> Response:
     return json_response(result)
 
 
+async def form_token(request: Request) -> Response:
+    """A signed token for the comment form of a page (see the README: spam defence)."""
+    page = _page_param(request)
+    token = await run_in_threadpool(_service(request).form_token, page)
+    return json_response({"token": token, "page": page}, headers={"Cache-Control": "no-store"})
+
+
 async def healthz(request: Request) -> Response:
     try:
         await run_in_threadpool(_service(request).db.ping)
@@ -164,5 +172,6 @@ def routes() -> list[Route]:
         route("/api/comments", GET=thread, POST=create_comment),
         route("/api/comments/{comment_id}", GET=one_comment, PATCH=edit_comment, DELETE=delete_comment),
         route("/api/counts", GET=counts),
+        route("/api/form-token", GET=form_token),
         route("/healthz", GET=healthz),
     ]

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
-from . import sanitize, store
+from . import forms, sanitize, spam, store
 from .db import Database
 from .models import CommentIn
+from .moderation import SpamVerdict
 from .security import Keys
 from .settings import Settings
+
+
+FORM_TOKEN_SECONDS = 24 * 3600  # a reader may take a long time to write
+
+
+def _page_digest(page: str) -> str:
+    return hashlib.sha256(page.encode("utf-8")).hexdigest()[:16]
 
 
 class ThreadCache:
@@ -57,22 +66,82 @@ class Service:
                     self._keys = store.load_keys(self.db)
         return self._keys
 
-    def create_comment(self, data: CommentIn, ip: str | None, user_agent: str | None) -> dict[str, Any]:
-        """Render, judge and store a new comment; returns it with its status and edit token."""
+    def create_comment(
+        self, data: CommentIn, ip: str | None, user_agent: str | None,
+        defence: forms.SpamFields | None = None, now: datetime | None = None,
+    ) -> dict[str, Any]:
+        """Render, judge and store a new comment; returns it with its status and edit token.
+        (`now` is for replays of dated corpora; the service itself always uses the clock.)"""
+        now = now or store.utcnow()
         body_html = sanitize.render(data.body)
+        extra = self._form_signals(defence or forms.SpamFields(False, None), data.page, now)
+        verdict = self.judge(data.email, data.author, data.url, store.stored_address(self.db, ip), data.body,
+                             now, extra)
         new = store.NewComment(
             data=data, body_html=body_html, policy_version=sanitize.POLICY_VERSION,
-            links=sanitize.count_links(body_html), ip=ip, user_agent=user_agent, now=store.utcnow(),
+            links=sanitize.count_links(body_html), ip=ip, user_agent=user_agent, now=now,
         )
-        comment = store.create_comment(self.db, self.keys, new)
+        comment = store.create_comment(self.db, self.keys, new, verdict)
         comment["edit_token"] = self.keys.edit_token(comment["id"])
         return comment
 
+    def judge(
+        self, email: str, author: str, url: str | None, stored_ip: str | None, body: str,
+        now: datetime, extra: list[spam.Signal] | None = None,
+    ) -> SpamVerdict:
+        """The spam filter's score and reasons for a comment (the thresholds come from the rules)."""
+        feats = spam.features(body, author, url)
+        evidence = store.spam_evidence(
+            self.db, feats, store.email_lookups(self.db, email), store.url_host(url), stored_ip,
+            store.body_hash(body), now,
+        )
+        signals = [
+            *(extra or []),
+            spam.text_signal(spam.text_probability(evidence.model, feats)),
+            spam.link_signal(spam.count_links(body), len(body)),
+            spam.history_signal(evidence.spam_history, evidence.approved_history),
+            spam.duplicate_signal(evidence.duplicate_pages, store.DUPLICATE_MINUTES),
+        ]
+        score, reasons = spam.combine(signals)
+        return SpamVerdict(score, reasons)
+
+    def form_token(self, page: str) -> str:
+        """A signed token for the comment form of this page, stamped with the time it was shown."""
+        return self.keys.sign("form", [_page_digest(page), int(time.time())])
+
+    def _form_signals(self, defence: forms.SpamFields, page: str, now: datetime) -> list[spam.Signal]:
+        signals = [spam.honeypot_signal(defence.honeypot_filled)]
+        token = defence.form_token
+        if token is None:
+            if self.settings.form_token_required:
+                signals.append(spam.form_token_signal("missing", None))
+            return signals
+        try:
+            digest, shown = self.keys.unsign("form", token)  # type: ignore[misc]
+            if not isinstance(shown, int) or not isinstance(digest, str):
+                raise ValueError
+        except (ValueError, TypeError):
+            signals.append(spam.form_token_signal("bad_signature", None))
+            return signals
+        age = time.time() - shown
+        if digest != _page_digest(page):
+            signals.append(spam.form_token_signal("other_page", None))
+        elif age > FORM_TOKEN_SECONDS or age < -60:
+            signals.append(spam.form_token_signal("expired", None))
+        else:
+            signals.append(spam.form_token_signal("ok", max(age, 0.0)))
+        return signals
+
     def edit_by_author(self, comment_id: int, token: str | None, body: str) -> dict[str, Any]:
         body_html = sanitize.render(body)
+        now = store.utcnow()
+
+        def judge(email: str, author: str, url: str | None, stored_ip: str | None, text: str) -> SpamVerdict:
+            return self.judge(email, author, url, stored_ip, text, now)
+
         return store.author_edit(
             self.db, self.keys, comment_id, token, body, body_html, sanitize.POLICY_VERSION,
-            sanitize.count_links(body_html), store.utcnow(),
+            sanitize.count_links(body_html), now, judge,
         )
 
     def thread_etag(self, page: str, version: int, limit: int, cursor: str | None) -> str:

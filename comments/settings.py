@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     ip_retention_days: int = Field(0, ge=0, le=365)
     retention_days: int = Field(30, ge=0, le=36500)
     maintenance_seconds: int = Field(300, ge=5, le=86400)
+    form_token_required: bool = False
     public_url: str | None = None
     demo: bool = False
     log_level: str = "INFO"

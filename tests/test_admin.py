@@ -105,8 +105,8 @@ async def test_patch_changes_and_records_each_action(clients: Clients, mod: http
                                       action_t.c.to_value).where(action_t.c.comment_id == comment_id)
                             .order_by(action_t.c.id)).all()
     assert [tuple(r) for r in rows] == [
-        ("moderator", "status", "pending", "approved"), ("moderator", "edit_body", None, None),
-        ("moderator", "edit_author", "Ann", "Ann B."), ("moderator", "edit_url", None, "https://ann.example"),
+        ("moderator", "edit_body", None, None), ("moderator", "edit_author", "Ann", "Ann B."),
+        ("moderator", "edit_url", None, "https://ann.example"), ("moderator", "status", "pending", "approved"),
         ("moderator", "edit_url", "https://ann.example", None)]
 
 
@@ -151,7 +151,8 @@ async def test_delete_reattaches_replies(clients: Clients, mod: httpx.AsyncClien
 async def test_rules_get_and_put(clients: Clients, mod: httpx.AsyncClient) -> None:
     defaults = (await mod.get("/api/admin/rules")).json()
     assert defaults == {"moderation": "all", "moderation_words": [], "blocked_words": [], "max_links": 2,
-                        "auto_approve_known_authors": False, "flood_seconds": 15, "edit_window_seconds": 900}
+                        "auto_approve_known_authors": False, "flood_seconds": 15, "edit_window_seconds": 900,
+                        "spam_threshold": 0.5, "hold_threshold": 0.2}
     new = {**defaults, "moderation": "rules", "moderation_words": ["casino", " casino "], "max_links": 0}
     saved = (await mod.put("/api/admin/rules", json=new)).json()
     assert saved["moderation_words"] == ["casino"]
@@ -159,7 +160,7 @@ async def test_rules_get_and_put(clients: Clients, mod: httpx.AsyncClient) -> No
     assert (await post(clients, body="see https://example.com")).json()["status"] == "pending"
     assert (await post(clients, body="fine words")).json()["status"] == "approved"
     partial = await mod.put("/api/admin/rules", json={"moderation": "all"})
-    assert partial.status_code == 422 and len(partial.json()["error"]["fields"]) == 6
+    assert partial.status_code == 422 and len(partial.json()["error"]["fields"]) == 8
 
 
 async def test_known_authors_skip_the_queue(clients: Clients, mod: httpx.AsyncClient) -> None:

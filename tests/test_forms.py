@@ -91,13 +91,18 @@ def test_query_limit() -> None:
 
 def test_rules_need_every_field_with_the_right_type() -> None:
     good = {"moderation": "rules", "moderation_words": ["a"], "blocked_words": [], "max_links": 0,
-            "auto_approve_known_authors": True, "flood_seconds": 0, "edit_window_seconds": 60}
+            "auto_approve_known_authors": True, "flood_seconds": 0, "edit_window_seconds": 60,
+            "spam_threshold": 0.9, "hold_threshold": 0.3}
     assert rules_in(good).moderation == "rules"
     for name, bad in {"moderation": "some", "moderation_words": "a", "blocked_words": [1], "max_links": -1,
-                      "auto_approve_known_authors": 1, "flood_seconds": True, "edit_window_seconds": 1.5}.items():
+                      "auto_approve_known_authors": 1, "flood_seconds": True, "edit_window_seconds": 1.5,
+                      "spam_threshold": 1.5, "hold_threshold": "0.1"}.items():
         with pytest.raises(ApiError) as caught:
             rules_in({**good, name: bad})
         assert list(caught.value.fields) == [name]
     with pytest.raises(ApiError) as caught:
         rules_in({})
-    assert len(caught.value.fields) == 7
+    assert len(caught.value.fields) == 9
+    with pytest.raises(ApiError) as caught:
+        rules_in({**good, "hold_threshold": 0.95})
+    assert list(caught.value.fields) == ["hold_threshold"]

@@ -31,7 +31,8 @@ ORIGIN = "https://blog.example"
 PUBLIC_FIELDS = {"id", "parent", "author", "url", "body_html", "created_at", "replies"}
 ON_CREATE = {"status", "edit_token"}
 RULES = {"moderation": "all", "moderation_words": [], "blocked_words": [], "max_links": 2,
-         "auto_approve_known_authors": False, "flood_seconds": 0, "edit_window_seconds": 900}
+         "auto_approve_known_authors": False, "flood_seconds": 0, "edit_window_seconds": 900,
+         "spam_threshold": 0.5, "hold_threshold": 0.2}
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Every query and write of the service lives in this package; nothing else writes SQL."""
 
 from .audit import read_audit
-from .comments import NewComment, author_delete, author_edit, author_view, create_comment
+from .comments import NewComment, body_hash, email_lookups, stored_address, url_host, author_delete, author_edit, author_view, create_comment
 from .common import rfc3339, utcnow
 from .keys import load_keys
 from .maintenance import Upkeep, run_upkeep, take_lease
@@ -10,10 +10,16 @@ from .people import erase_person, export_person
 from .rotation import remaining, rotate_batch
 from .queue import Change, bulk_status, change_comment, delete_comment, get_full, list_comments
 from .rules import get_rules, put_rules
+from .spam import DUPLICATE_MINUTES, Evidence
+from .spam import evidence as spam_evidence
+from .spam import prune as prune_spam_model
+from .spam import train as train_spam
 from .threads import counts, public_comment, read_thread, thread_version
 from .tokens import TokenExists, authenticate, create_token, list_tokens, revoke_token
 
 __all__ = [
+    "DUPLICATE_MINUTES", "Evidence", "body_hash", "email_lookups", "prune_spam_model", "spam_evidence",
+    "stored_address", "train_spam", "url_host",
     "Upkeep", "erase_person", "export_person", "read_audit", "remaining", "rotate_batch", "run_upkeep",
     "take_lease", "Change", "NewComment", "TokenExists", "author_delete", "author_edit", "author_view",
     "authenticate", "bulk_status", "change_comment", "counts", "create_comment", "create_token",

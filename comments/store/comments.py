@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 from typing import Any
 
 import sqlalchemy as sa
@@ -148,7 +150,7 @@ def create_comment(
         _check_rate(conn, rate_keys, db.settings.rate, rules.flood_seconds, now)
         known = rules.auto_approve_known_authors and _known_author(conn, e_keys)
         draft = Draft(data.body, data.author, data.email, data.url, stored_ip, new.links)
-        decision = decide(draft, rules, known_author=known, spam=spam)
+        decision = decide(draft, rules, known_author=known, spam=with_thresholds(spam, rules))
         if page is None:
             page = ensure_page(conn, data.page, now)
         comment_id = conn.execute(
@@ -157,7 +159,7 @@ def create_comment(
                 author=data.author, email=db.keyring().encrypt(data.email), email_key=e_key, url=data.url,
                 body=data.body, body_html=new.body_html, body_hash=digest,
                 policy_version=new.policy_version, ip=stored_ip, ip_key=ip_key,
-                personal_until=personal_until, user_agent=user_agent,
+                personal_until=personal_until, user_agent=user_agent, url_host=url_host(data.url),
                 spam_score=decision.score, spam_reasons=decision.reasons,
                 created_at=now, updated_at=now,
             ).returning(comment_t.c.id)
@@ -173,6 +175,29 @@ def create_comment(
         "body_html": new.body_html, "created_at": now, "status": decision.status.value,
         "page": data.page,
     }
+
+
+def with_thresholds(verdict: SpamVerdict | None, rules: Rules) -> SpamVerdict | None:
+    """The filter's score judged by the thresholds in the moderators' rules."""
+    if verdict is None:
+        return None
+    return replace(verdict, spam_threshold=rules.spam_threshold, hold_threshold=rules.hold_threshold)
+
+
+def url_host(url: str | None) -> str | None:
+    """The lower-cased host of an author's website, for the spam history."""
+    if not url:
+        return None
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return None
+    return host.removeprefix("www.")[:255] if host else None
+
+
+def stored_address(db: Database, ip: str | None) -> str | None:
+    """The client address as it will be stored: anonymised unless full addresses are kept for a while."""
+    return ip if db.settings.ip_retention_days else anonymise_ip(ip)
 
 
 def _known_author(conn: Connection, e_keys: list[str], other_than: int | None = None) -> bool:
@@ -225,17 +250,24 @@ def _author_dict(conn: Connection, row: Any) -> dict[str, Any]:
     }
 
 
+Judge = Callable[[str, str, "str | None", "str | None", str], SpamVerdict]
+
+
 def author_edit(
     db: Database, keys: Keys, comment_id: int, token: str | None, body: str, body_html: str,
-    policy_version: int, links: int, now: datetime, spam: SpamVerdict | None = None,
+    policy_version: int, links: int, now: datetime, judge: Judge | None = None,
 ) -> dict[str, Any]:
-    """Change the body; it is judged again by the rules as a new comment would be."""
+    """Change the body; it is judged again by the rules and the spam filter, as a new comment would be."""
+    from .spam import forget_before_edit
+
     with db.write() as conn:
         row, rules = _authorised(conn, keys, comment_id, token, now)
         email = reveal(db, row.email)
         known = rules.auto_approve_known_authors and _known_author(conn, email_lookups(db, email), row.id)
         draft = Draft(body, row.author, email, row.url, row.ip, links)
-        decision: Decision = decide(draft, rules, known_author=known, spam=spam)
+        verdict = judge(email, row.author, row.url, row.ip, body) if judge else None
+        decision: Decision = decide(draft, rules, known_author=known, spam=with_thresholds(verdict, rules))
+        forget_before_edit(conn, comment_id)
         conn.execute(
             comment_t.update().where(comment_t.c.id == comment_id).values(
                 body=body, body_html=body_html, body_hash=body_hash(body), policy_version=policy_version,

@@ -13,9 +13,9 @@ from sqlalchemy.engine import Connection
 from ..db import Database
 from ..errors import ApiError, not_found
 from ..models import STATUSES, Status
-from ..security import Keys
-from .comments import body_hash, delete_comment_in, email_key
+from .comments import body_hash, delete_comment_in
 from .common import action_t, bump_thread, comment_t, record
+from .spam import learn_verdict
 
 PENDING = Status.pending.value
 APPROVED = Status.approved.value
@@ -72,6 +72,7 @@ def _move(conn: Connection, row: Any, to: str | None, actor: str, now: datetime)
             raise not_found()
         raise Moved(row.id, current.status)
     record(conn, now, actor, "status", row.id, row.status, target)
+    learn_verdict(conn, row.id, target)
     if APPROVED in (row.status, target):
         bump_thread(conn, row.page_id)
     return target
@@ -137,7 +138,7 @@ class SiteReply:
     policy_version: int
 
 
-def site_reply(db: Database, keys: Keys, reply: SiteReply, actor: str, now: datetime) -> dict[str, Any]:
+def site_reply(db: Database, reply: SiteReply, actor: str, now: datetime) -> dict[str, Any]:
     """Publish the reply under its parent (approving a pending parent first, as "Approve and reply");
     {id, page_id, parent_was} or Moved, or a 404, or a 422 when the parent is spam or trash."""
     with db.write() as conn:
@@ -151,11 +152,11 @@ def site_reply(db: Database, keys: Keys, reply: SiteReply, actor: str, now: date
                            fields={"parent": "is not pending or approved"})
         if parent.status == PENDING:
             _move(conn, parent, APPROVED, actor, now)
-        # The site has no email address: the column holds the empty string.
+        # The site has no email address: stored like an erased one (empty address, empty lookup key).
         new_id = conn.execute(
             comment_t.insert().values(
                 page_id=parent.page_id, parent_id=parent.id, status=APPROVED, author=reply.author,
-                email="", email_key=email_key(keys, ""), url=None, body=reply.body,
+                email="", email_key="", url=None, body=reply.body,
                 body_html=reply.body_html, body_hash=body_hash(reply.body),
                 policy_version=reply.policy_version, ip=None, user_agent=None, spam_score=0.0,
                 spam_reasons=[], created_at=now, updated_at=now,

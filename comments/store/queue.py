@@ -13,7 +13,8 @@ from ..db import Database
 from ..errors import not_found
 from ..models import STATUSES, Status
 from ..forms import normalise_email
-from .comments import body_hash, delete_comment_in, email_lookups, page_row
+from .comments import body_hash, delete_comment_in, email_lookups, page_row, url_host
+from .spam import forget_before_edit, learn_verdict
 from .common import bump_thread, comment_t, page_t, record, reveal
 
 FULL_COLUMNS = (
@@ -122,9 +123,11 @@ def change_comment(db: Database, comment_id: int, change: Change, actor: str, no
     with db.write() as conn:
         row = _get_full(db, conn, comment_id)
         values: dict[str, Any] = {}
-        if change.status is not None and change.status != row["status"]:
-            values["status"] = change.status
-            record(conn, now, actor, "status", comment_id, row["status"], change.status)
+        edits_text = any((change.body is not None and change.body != row["body"],
+                          change.author is not None and change.author != row["author"],
+                          change.clear_url or (change.url is not None and change.url != row["url"])))
+        if edits_text:
+            forget_before_edit(conn, comment_id)
         if change.body is not None and change.body != row["body"]:
             values.update(body=change.body, body_html=change.body_html, body_hash=body_hash(change.body),
                           policy_version=change.policy_version)
@@ -136,11 +139,18 @@ def change_comment(db: Database, comment_id: int, change: Change, actor: str, no
         if (change.clear_url or change.url is not None) and new_url != row["url"]:
             values["url"] = new_url
             record(conn, now, actor, "edit_url", comment_id, row["url"], new_url)
+        if change.status is not None and change.status != row["status"]:
+            values["status"] = change.status
+            record(conn, now, actor, "status", comment_id, row["status"], change.status)
         if values:
             values["updated_at"] = now
+            if "url" in values:
+                values["url_host"] = url_host(values["url"])
             conn.execute(comment_t.update().where(comment_t.c.id == comment_id).values(**values))
             if Status.approved.value in (row["status"], values.get("status")):
                 bump_thread(conn, row["page_id"])
+        if change.status is not None:  # confirming a status is a verdict too; learned once
+            learn_verdict(conn, comment_id, change.status)
         return _get_full(db, conn, comment_id)
 
 
@@ -161,6 +171,7 @@ def bulk_status(db: Database, ids: list[int], status: str, actor: str, now: date
                 missing.append(comment_id)
                 continue
             updated.append(comment_id)
+            learn_verdict(conn, comment_id, status)
             if row.status == status:
                 continue
             conn.execute(comment_t.update().where(comment_t.c.id == comment_id).values(status=status, updated_at=now))
