@@ -1,28 +1,50 @@
-"""Measure the WordPress importer on a generated 100,000-comment WXR file: parse rate and peak memory.
+"""Measure the WordPress import on a generated 100,000-comment WXR file: parse rate, full import rate, peak memory.
 
-    python bench/import_bench.py                  # 100,000 comments, parser alone
-    python bench/import_bench.py --comments 20000 --keep DIR
+    python bench/import_bench.py                        # 100,000 comments, parser alone
+    python bench/import_bench.py --full                 # and the real import into SQLite, and a dry run
+    python bench/import_bench.py --full --profile       # and where the import's time goes (cProfile)
+    python bench/import_bench.py --comments 20000 --html-share 1 --keep DIR
 
 The file is written to a temporary directory (removed afterwards unless --keep): 50
 comments per post, a third of them replies, a mix of statuses, a few pingbacks, bodies
-of 100 to 1,500 characters with some inline HTML and non-ASCII text, as WordPress writes
-them (CDATA). Two runs are timed: one with tracemalloc off (the rate), one with it on
-(Python's peak allocation); ru_maxrss is the process's peak resident size at the end.
+of 100 to 1,500 characters with non-ASCII text, as WordPress writes them (CDATA). A share
+of the bodies (--html-share, a quarter by default) carries inline HTML, a link and an
+entity; the others are plain text. The share matters: plain text takes the sanitiser's
+fast path, markup goes through bleach (html5lib), which costs about a hundred times more.
+
+Rates are given per second of the clock and per CPU second of the process (the second does
+not move with load from other processes on a shared machine). The parser alone is timed in this process: one run with tracemalloc off (the rate), one
+with it on (Python's peak allocation); ru_maxrss is the process's peak resident size.
+
+With --full, `comments.importing.run` (the code behind `comments import wordpress`) imports
+the file into a fresh, migrated SQLite database, then a dry run reads it again; each runs
+in a child process of its own, so its ru_maxrss is its own peak resident size (the
+interpreter and every library included). The rate counts every comment read (imported,
+skipped or failed). The sanitiser's cost per body is measured apart, on a sample of the
+same bodies, with nh3 beside it when it is installed (for comparison only).
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
+import json
+import pstats
 import random
 import resource
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import tracemalloc
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 
 from comments.importers import ImportedComment, Options, wordpress  # noqa: E402
 
@@ -78,9 +100,13 @@ WORDS = ("the figures were revised again last week and the new estimate is highe
          "anyone expected; see <a href=\"https://source.example/report\">the report</a> and "
          "<em>table 3</em> for details. Спасибо за статью, очень интересно. ありがとう "
          "Ευχαριστώ πολύ. I disagree with the second paragraph &amp; the conclusion").split()
+#: The same vocabulary without markup or entities: the text most readers write.
+PLAIN_WORDS = [w for w in WORDS if not any(c in w for c in "<>&=")]
+MARKUP = (' see <a href="https://source.example/report">the report</a>, <em>table 3</em> '
+          "&amp; the notes &#8230;")
 
 
-def generate(path: Path, comments: int, per_post: int = 50, seed: int = 10) -> int:
+def generate(path: Path, comments: int, per_post: int = 50, seed: int = 10, html_share: float = 0.25) -> int:
     """Write a WXR file with this many comments; returns its size in bytes."""
     rng = random.Random(seed)
     authors = [(f"Reader {n} Ø", f"reader{n}@mail{n % 37}.example", f"https://r{n}.example/" if n % 3 else "")
@@ -102,7 +128,13 @@ def generate(path: Path, comments: int, per_post: int = 50, seed: int = 10) -> i
                 roll = rng.random()
                 approved = "1" if roll < 0.8 else "0" if roll < 0.9 else "spam" if roll < 0.95 else "trash"
                 kind = "pingback" if rng.random() < 0.01 else "comment"
-                body = " ".join(rng.choice(WORDS) for _ in range(rng.randint(15, 220)))
+                words = [rng.choice(PLAIN_WORDS) for _ in range(rng.randint(15, 220))]
+                if rng.random() < 0.15:
+                    words.insert(rng.randrange(len(words)), "\n\n")  # a second paragraph
+                body = " ".join(words)
+                if rng.random() < html_share:
+                    cut = rng.randrange(len(body) + 1)
+                    body = body[:cut] + MARKUP + body[cut:]
                 out.write(COMMENT.format(
                     id=comment_id, author=author, email=email, url=url,
                     ip=f"198.51.100.{comment_id % 250 + 1}", local=(when + timedelta(hours=1)).isoformat(" "),
@@ -113,42 +145,168 @@ def generate(path: Path, comments: int, per_post: int = 50, seed: int = 10) -> i
     return path.stat().st_size
 
 
-def run(path: Path) -> tuple[int, int, float]:
-    """(records, problems, seconds) of one parse."""
+def cpu_seconds() -> float:
+    """This process's CPU time so far (user and system): unlike the clock, load elsewhere does not move it."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run(path: Path) -> tuple[int, int, float, float]:
+    """(records, problems, seconds, CPU seconds) of one parse."""
     records = problems = 0
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), cpu_seconds()
     for item in wordpress.parse(path, Options()):
         if isinstance(item, ImportedComment):
             records += 1
         else:
             problems += 1
-    return records, problems, time.perf_counter() - began
+    return records, problems, time.perf_counter() - began, cpu_seconds() - cpu
+
+
+# ---- the full import, in a child process ---------------------------------------------------
+
+
+def child(mode: str, path: Path, database: Path, profile: bool) -> dict[str, Any]:
+    """Import (or dry-run) the file into a fresh SQLite database; what the parent prints."""
+    from comments import db as dbmod
+    from comments import importing
+    from comments.crypto import new_key
+    from comments.settings import Settings
+
+    settings = Settings(database_url=f"sqlite:///{database}", email_key=new_key(), _env_file=None)
+    dbmod.upgrade(settings)
+    database_handle = dbmod.Database(settings)
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    profiler = cProfile.Profile() if profile else None
+    try:
+        began, cpu = time.perf_counter(), cpu_seconds()
+        if profiler is not None:
+            profiler.enable()
+        report = importing.run(database_handle, "wordpress", path, Options(), dry_run=mode == "dry-run")
+        if profiler is not None:
+            profiler.disable()
+        seconds, cpu = time.perf_counter() - began, cpu_seconds() - cpu
+    finally:
+        database_handle.dispose()
+    result: dict[str, Any] = {
+        "mode": mode, "seconds": seconds, "cpu_seconds": cpu, "read": report.read, "imported": report.imported,
+        "report": report.lines(), "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "baseline_kib": baseline, "database_bytes": database.stat().st_size if database.exists() else 0,
+    }
+    if profiler is not None:
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(28)
+        result["profile"] = text.getvalue()
+    return result
+
+
+def full(path: Path, folder: Path, mode: str, profile: bool = False) -> dict[str, Any]:
+    database = folder / f"bench-{mode}.db"
+    for stale in folder.glob(f"bench-{mode}.db*"):
+        stale.unlink()
+    command = [sys.executable, __file__, "--child", mode, str(path), str(database)]
+    if profile:
+        command.append("--profile")
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"the {mode} child failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def show_full(result: dict[str, Any]) -> None:
+    what = "import into SQLite" if result["mode"] == "import" else "dry run (parse, check, render; no writes)"
+    seconds, cpu = result["seconds"], result["cpu_seconds"]
+    print(f"{what}: {result['read']:,} comments read in {seconds:.1f} s = {result['read'] / seconds:,.0f} "
+          f"comments/s ({result['imported'] / seconds:,.0f} imported/s); {cpu:.1f} CPU s = "
+          f"{result['read'] / cpu:,.0f} comments per CPU second")
+    print(f"  peak resident size of that process: {result['maxrss_kib'] / 1024:.0f} MiB "
+          f"({result['baseline_kib'] / 1024:.0f} MiB before the run)")
+    if result["mode"] == "import":
+        print(f"  database file: {result['database_bytes'] / 2**20:.0f} MiB")
+    for line in result["report"]:
+        print("  | " + line)
+
+
+def sanitiser_cost(path: Path, sample: int = 1500) -> None:
+    """The sanitiser's cost per body, on the first bodies of the file, by path."""
+    from comments import sanitize
+
+    bodies = []
+    for item in wordpress.parse(path, Options()):
+        if isinstance(item, ImportedComment):
+            bodies.append(item.body)
+            if len(bodies) >= sample:
+                break
+    fast = [b for b in bodies if sanitize.render_fast(b) is not None]
+    slow = [b for b in bodies if sanitize.render_fast(b) is None]
+
+    def per_body(texts: list[str], function: Any) -> float:
+        if not texts:
+            return 0.0
+        best = []
+        for _ in range(3):
+            began = time.perf_counter()
+            for text in texts:
+                function(text)
+            best.append((time.perf_counter() - began) / len(texts))
+        return min(best)
+
+    print(f"sanitiser, best of 3 over {len(bodies):,} bodies: fast path {len(fast):,} bodies at "
+          f"{per_body(fast, sanitize.render) * 1e6:,.0f} us each; bleach path {len(slow):,} bodies at "
+          f"{per_body(slow, sanitize.render) * 1e6:,.0f} us each")
+    try:
+        import nh3
+    except ImportError:
+        return
+    print(f"  for comparison, nh3.clean on the bleach-path bodies: {per_body(slow, nh3.clean) * 1e6:,.1f} us each "
+          f"(median body {statistics.median(len(b) for b in slow or ['']):,.0f} characters)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--comments", type=int, default=100_000)
-    parser.add_argument("--keep", type=Path, help="write the file here and keep it")
+    parser.add_argument("--html-share", type=float, default=0.25,
+                        help="share of bodies with inline HTML, a link and an entity (0 to 1)")
+    parser.add_argument("--keep", type=Path, help="write the file (and databases) here and keep them")
+    parser.add_argument("--full", action="store_true", help="also import into SQLite, and dry-run, in child processes")
+    parser.add_argument("--profile", action="store_true", help="with --full: cProfile the import")
+    parser.add_argument("--child", nargs=3, metavar=("MODE", "FILE", "DB"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        mode, file, database = args.child
+        print(json.dumps(child(mode, Path(file), Path(database), args.profile)))
+        return
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # after the imports
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / "bench.xml"
         began = time.perf_counter()
-        size = generate(path, args.comments)
-        print(f"generated {args.comments:,} comments, {size / 2**20:.1f} MiB, in {time.perf_counter() - began:.1f} s")
+        size = generate(path, args.comments, html_share=args.html_share)
+        print(f"generated {args.comments:,} comments ({args.html_share:.0%} with HTML), {size / 2**20:.1f} MiB, "
+              f"in {time.perf_counter() - began:.1f} s")
 
-        records, problems, seconds = run(path)
+        records, problems, seconds, cpu = run(path)
         print(f"parse: {records:,} records + {problems:,} problems in {seconds:.2f} s = "
-              f"{(records + problems) / seconds:,.0f} comments/s ({size / 2**20 / seconds:.1f} MiB/s)")
+              f"{(records + problems) / seconds:,.0f} comments/s ({size / 2**20 / seconds:.1f} MiB/s); "
+              f"{(records + problems) / cpu:,.0f} comments per CPU second")
 
         tracemalloc.start()
-        _, _, traced_seconds = run(path)
+        _, _, traced_seconds, _ = run(path)
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         print(f"peak Python allocation (tracemalloc): {peak / 2**20:.1f} MiB (that run: {traced_seconds:.1f} s)")
         maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        print(f"peak resident size of the process (ru_maxrss): {maxrss / 1024:.1f} MiB")
+        print(f"peak resident size of the process (ru_maxrss): {maxrss / 1024:.1f} MiB "
+              f"({baseline / 1024:.1f} MiB after the imports, before any parse)")
+        if not args.full:
+            return
+        sanitiser_cost(path)
+        for mode in ("import", "dry-run"):
+            result = full(path, folder, mode, profile=args.profile and mode == "import")
+            show_full(result)
+            if "profile" in result:
+                print(result["profile"])
 
 
 if __name__ == "__main__":

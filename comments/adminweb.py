@@ -223,18 +223,21 @@ class AdminWeb:
         if session is not None:
             return RedirectResponse("/admin", status_code=303)
         ended = request.query_params.get("ended", "")
-        return self.render("admin_signin.html", {"notice": sess.ENDED.get(ended), "error": None})
+        return self.render("admin_signin.html", {"notice": sess.ENDED.get(ended), "error": None,
+                                                 "next": next_url(request.query_params.get("next"))})
 
     async def signin(self, request: Request) -> Response:
         service = _service(request)
         secure = sess.is_https(request, service.settings)
         if request.headers.get("sec-fetch-site") == "cross-site":
-            return self.render("admin_signin.html", {"notice": None, "error": CROSS_SITE}, 403)
+            return self.render("admin_signin.html", {"notice": None, "error": CROSS_SITE, "next": "/admin"}, 403)
         try:
             form = await _read_form(request)
         except ApiError as exc:
-            return self.render("admin_signin.html", {"notice": None, "error": exc.message}, exc.status)
+            return self.render("admin_signin.html", {"notice": None, "error": exc.message, "next": "/admin"},
+                               exc.status)
         token = form.get("token")
+        after = next_url(form.get("next") if isinstance(form.get("next"), str) else None)  # type: ignore[arg-type]
         result = await run_in_threadpool(sess.sign_in, service.db, service.keys,
                                          token if isinstance(token, str) else "",
                                          sess.client_address(request, service.settings), store.utcnow())
@@ -242,12 +245,14 @@ class AdminWeb:
             minutes = -(-result.retry_after // 60)
             error = (f"Too many failed sign-ins from your address. Try again in {minutes} "
                      f"minute{'s' if minutes != 1 else ''}.")
-            response: Response = self.render("admin_signin.html", {"notice": None, "error": error}, 429)
+            response: Response = self.render("admin_signin.html", {"notice": None, "error": error, "next": after},
+                                             429)
             response.headers["Retry-After"] = str(result.retry_after)
             return response
         if result.session is None:
-            return self.render("admin_signin.html", {"notice": None, "error": "That token was not accepted."}, 401)
-        response = RedirectResponse("/admin", status_code=303)
+            return self.render("admin_signin.html", {"notice": None, "error": "That token was not accepted.",
+                                                     "next": after}, 401)
+        response = RedirectResponse(after, status_code=303)
         sess.set_session_cookie(response, sess.encode(service.keys, result.session), secure)
         return response
 
@@ -349,15 +354,16 @@ class AdminWeb:
             return self.done(v, back, f"Deleted comment #{comment_id} for good.", [],
                              id=comment_id, **{"from": was, "to": None})
         target = self._target(v)
+        undo = v.field("action") == "status"  # only Undo posts an explicit status
         was, now_status = await _missing(
-            run_in_threadpool(guarded.set_status, db, comment_id, target, expected, actor, now), comment_id)
+            run_in_threadpool(guarded.set_status, db, comment_id, target, expected, actor, now, undo), comment_id)
         if was == now_status:
             message = f"Comment #{comment_id} was already in {LABELS[was]}; nothing changed."
-            undo: list[dict[str, Any]] = []
+            offer: list[dict[str, Any]] = []
         else:
             message = f"{DONE[now_status]}: comment #{comment_id}."
-            undo = [{"ids": [comment_id], "to": was, "from_status": now_status}]
-        return self.done(v, back, message, undo, id=comment_id, **{"from": was, "to": now_status})
+            offer = [{"ids": [comment_id], "to": was, "from_status": now_status}]
+        return self.done(v, back, message, offer, id=comment_id, **{"from": was, "to": now_status})
 
     async def bulk(self, v: Visit) -> Response:
         assert v.form is not None
@@ -370,7 +376,7 @@ class AdminWeb:
         target, expected = self._target(v), self._expected(v)
         unique = list(dict.fromkeys(i for i in ids if i is not None))
         result = await run_in_threadpool(guarded.set_status_many, v.service.db, unique, target, expected,
-                                         v.session.name, store.utcnow())
+                                         v.session.name, store.utcnow(), v.field("action") == "status")
         groups: dict[tuple[str, str], list[int]] = {}
         for comment_id, was, now_status in result.changed:
             if was != now_status:
@@ -494,8 +500,7 @@ class AdminWeb:
                 if post:
                     message += " Nothing was changed."
                 response: Response = (error_response(401, "unauthorized", message, None) if wants_json
-                                      else RedirectResponse("/admin/signin" + (f"?ended={ended}" if ended else ""),
-                                                            status_code=303))
+                                      else RedirectResponse(_signin_url(request, ended, post), status_code=303))
                 if ended:
                     sess.clear_session_cookie(response, secure)
                 return response
@@ -542,6 +547,21 @@ _TITLES = {400: "That request was not understood", 401: "Please sign in", 403: "
            429: "Too many attempts"}
 
 
+def next_url(value: str | None) -> str:
+    """Where to go after signing in: one of this page's own views (with its filters), else the queue."""
+    parts = urlsplit(value or "")
+    if parts.scheme or parts.netloc or parts.path not in ("/admin", "/admin/settings"):
+        return "/admin"
+    return back_url(parts.query, parts.path)
+
+
+def _signin_url(request: Request, ended: str | None, post: bool) -> str:
+    params = {"ended": ended or ""}
+    if not post and request.url.path in ("/admin", "/admin/settings") and request.url.query:
+        params["next"] = next_url(f"{request.url.path}?{request.url.query}")
+    return list_url(**params).replace("/admin", "/admin/signin", 1)
+
+
 def _plain(status: int, message: str) -> Response:
     return Response(message, status_code=status, media_type="text/plain; charset=utf-8")
 
@@ -552,6 +572,8 @@ def _service(request: Request) -> Service:
 
 async def _read_form(request: Request) -> FormData:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if not content_type:
+        return FormData()  # nothing posted: the CSRF check refuses it
     if content_type not in forms.FORM_TYPES:
         raise ApiError(415, "send the page's form (application/x-www-form-urlencoded or multipart/form-data)")
     try:

@@ -15,10 +15,11 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
-from . import admin, adminweb, embed, openapi, public
+from . import admin, adminweb, embed, notifyweb, openapi, public
 from . import store
 from .errors import ApiError
 from .http import BodyLimitMiddleware, ErrorMiddleware, PublicCors, api_error_handler, http_error_handler
+from .notify.worker import worker_loop
 from .service import Service
 from .settings import Settings
 
@@ -52,14 +53,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         task = asyncio.create_task(upkeep_loop(service))
+        delivery = asyncio.create_task(worker_loop(service)) if settings.outbox_worker else None
         try:
             yield
         finally:
             task.cancel()
+            if delivery is not None:
+                delivery.cancel()
             service.db.dispose()
 
     routes: list[BaseRoute] = [*public.routes(), *admin.routes(), *embed.routes(settings), *openapi.routes(),
-                               *adminweb.routes(settings)]
+                               *adminweb.routes(settings), *notifyweb.routes(settings)]
     app = Starlette(
         routes=routes,
         middleware=[

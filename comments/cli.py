@@ -41,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
+    worker = commands.add_parser("worker", help="deliver notification mail and webhooks from the outbox")
+    worker.add_argument("--once", action="store_true", help="deliver what is due now, then stop")
 
     db = commands.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
     db.add_parser("upgrade", help="apply the alembic migrations")
@@ -49,6 +51,32 @@ def _parser() -> argparse.ArgumentParser:
     keys.add_parser("new", help="print a new random key (for COMMENTS_EMAIL_KEY)")
     keys.add_parser("rotate", help="re-encrypt every address under a new key (resumable)")
     commands.add_parser("purge", help="run the periodic upkeep now: retention and anonymisation")
+
+    imports = commands.add_parser("import", help="import comments from another system, or restore a backup")
+    sources = imports.add_subparsers(dest="import_command", required=True)
+    for origin, what in (("wordpress", "a WordPress export (WXR) file"), ("disqus", "a Disqus export file"),
+                         ("isso", "an Isso SQLite database")):
+        source = sources.add_parser(origin, help=f"import {what}")
+        source.add_argument("file")
+        source.add_argument("--dry-run", action="store_true", help="check everything and report; write nothing")
+        source.add_argument("--strict", action="store_true",
+                            help="stop before writing anything if any comment would be skipped or fail")
+        source.add_argument("--allow-long-bodies", action="store_true",
+                            help="import bodies longer than COMMENTS_MAX_BODY_CHARS")
+        source.add_argument("--allow-invalid-emails", action="store_true",
+                            help="keep invalid email addresses as given instead of failing those comments")
+        if origin == "wordpress":
+            source.add_argument("--page-from", choices=["link", "guid"], default="link")
+            source.add_argument("--include-pings", action="store_true", help="import pingbacks and trackbacks")
+        if origin == "disqus":
+            source.add_argument("--page-from", choices=["link", "identifier"], default="link")
+    restore = sources.add_parser("backup", help="restore a backup made by `comments export` into an empty database")
+    restore.add_argument("file")
+    export = commands.add_parser("export", help="write a complete backup (JSON Lines), or a WordPress file")
+    export.add_argument("file")
+    export.add_argument("--format", choices=["jsonl", "wxr"], default="jsonl")
+    export.add_argument("--site", default="https://example.com",
+                        help="with --format wxr: the site address the page keys are paths of")
 
     spam = commands.add_parser("spam", help="the spam filter").add_subparsers(dest="spam_command", required=True)
     train = spam.add_parser("train", help="learn labelled CSV files (COMMENT_ID,AUTHOR,DATE,CONTENT,CLASS)")
@@ -94,12 +122,16 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.command == "serve":
         return _serve(args, settings)
+    if args.command == "worker":
+        return _worker(args, settings)
     if args.command == "db":
         db.upgrade(settings)
         print("database is up to date")
         return 0
     if args.command == "spam":
         return _spam(args, settings)
+    if args.command in ("import", "export"):
+        return _move(args, settings)
     if args.command == "keys" and args.keys_command == "new":
         from .crypto import new_key
 
@@ -156,6 +188,57 @@ def progress(label: str) -> Any:
     return show
 
 
+def _move(args: argparse.Namespace, settings: Settings) -> int:
+    """comments import ... and comments export ..."""
+    from . import backup, db, importing
+    from .importers import Options
+
+    db.upgrade(settings)  # imports and restores go into a database at the current schema
+    database = db.Database(settings)
+    try:
+        if args.command == "export":
+            with open(args.file, "wb") as out:
+                if args.format == "wxr":
+                    total = backup.export_wxr(database, out, args.site, lambda _t, n: print(
+                        f"\rexported {n} comments", end="", file=sys.stderr, flush=True))
+                    print(f"\nwrote {total} comments to {args.file} (WordPress WXR; it holds email "
+                          "addresses in clear)", file=sys.stderr)
+                else:
+                    counts = backup.export_backup(database, out)
+                    print(f"wrote {args.file}: " + ", ".join(f"{n} {t}" for t, n in counts.items() if n))
+            return 0
+        if args.import_command == "backup":
+            try:
+                with open(args.file, "rb") as source:
+                    counts = backup.restore_backup(database, source)
+            except backup.BackupError as exc:
+                print(f"comments: {args.file}: {exc}", file=sys.stderr)
+                return 1
+            print("restored " + ", ".join(f"{n} {t}" for t, n in counts.items() if n))
+            return 0
+        options = Options(
+            page_from=getattr(args, "page_from", "link"), include_pings=getattr(args, "include_pings", False),
+            max_body_chars=settings.max_body_chars, allow_long_bodies=args.allow_long_bodies,
+            allow_invalid_emails=args.allow_invalid_emails,
+        )
+
+        def show(report: importing.Report) -> None:
+            print(f"\rread {report.read}: imported {report.imported}, already present {report.present}, "
+                  f"skipped {sum(report.skipped.values())}, failed {report.failed_count}",
+                  end="", file=sys.stderr, flush=True)
+
+        report = importing.run(database, args.import_command, args.file, options, dry_run=args.dry_run,
+                               strict=args.strict, progress=show)
+        print(file=sys.stderr)
+        print("\n".join(report.lines()))
+        return 1 if report.fatal else 0
+    except OSError as exc:
+        print(f"comments: cannot open {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 1
+    finally:
+        database.dispose()
+
+
 def _spam(args: argparse.Namespace, settings: Settings) -> int:
     from . import db, evaluation
     from .spam import CorpusError
@@ -192,8 +275,10 @@ def _rotate(database: Any) -> int:
     if store.remaining(database) == 0:
         source = KeySource(database.settings.email_key, database.settings.key_file)
         kid = source.add_key()
-        print(f"added key {kid} first in {source.path}; running workers pick it up within "
-              f"{int(KeySource.RECHECK_SECONDS)} s")
+        print(f"added key {kid} first in {source.path}; waiting {int(KeySource.RECHECK_SECONDS) + 1} s "
+              "for running workers to read it before re-encrypting", flush=True)
+        # Until every worker knows the new key, rows moved to it would escape their lookups.
+        time.sleep(KeySource.RECHECK_SECONDS + 1)
     ring = database.refresh_keyring()
     total = store.remaining(database)
     done = 0
@@ -214,9 +299,12 @@ def _rotate(database: Any) -> int:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import functools
+
     import uvicorn
 
     from . import db, store
+    from .http import DeadlineHttpProtocol
 
     db.upgrade(settings)
     database = db.Database(settings)
@@ -235,8 +323,38 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         access_log=False,
         log_config=logging_config(settings.log_level),
         timeout_keep_alive=5,
+        # uvicorn has no timeout for a request that arrives slowly: this protocol adds one.
+        http=functools.partial(DeadlineHttpProtocol,
+                               request_timeout=getattr(settings, "client_timeout_seconds", 10.0)),
     )
     return 0
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    """Deliver from the outbox until SIGTERM or Ctrl-C (or, with --once, what is due now)."""
+    import asyncio
+    import signal
+
+    from .notify.worker import Worker, worker_loop
+    from .service import Service
+
+    service = Service(settings)
+    try:
+        if args.once:
+            print(f"tried {Worker(service).drain()} deliveries")
+            return 0
+
+        async def run() -> None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, stop.set)
+            await worker_loop(service, stop)
+
+        asyncio.run(run())
+        return 0
+    finally:
+        service.db.dispose()
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ def create_db_engine(settings: Settings) -> Engine:
         engine = sa.create_engine(
             url,
             connect_args={"timeout": timeout, "check_same_thread": False},
+            pool_timeout=timeout,  # waiting for a free connection counts against the same limit
             hide_parameters=True,
         )
         _sqlite_setup(engine, settings.sqlite_synchronous)

@@ -274,7 +274,7 @@ class SpamFields:
     """What the service's own form adds for spam defence (see the README): never part of the comment."""
 
     honeypot_filled: bool
-    form_token: str | None
+    form_token: str | None  # a token that is not text at all is kept as "" (it counts as forged)
 
 
 def spam_fields(fields: Mapping[str, Any]) -> SpamFields:
@@ -282,5 +282,13 @@ def spam_fields(fields: Mapping[str, Any]) -> SpamFields:
     token = fields.get("form_token")
     return SpamFields(
         honeypot_filled=bool(honeypot.strip()) if isinstance(honeypot, str) else honeypot not in (None, "", False),
-        form_token=token.strip() if isinstance(token, str) and token.strip() else None,
+        form_token=(token.strip() or None) if isinstance(token, str) else (None if token is None else ""),
     )
+
+
+def notify_requested(fields: Mapping[str, Any]) -> bool:
+    """Whether the "Notify me of follow-up comments by email" box was ticked (field `notify`)."""
+    value = fields.get("notify")
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "on", "true", "yes")
+    return value is True or (isinstance(value, int) and not isinstance(value, bool) and value == 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -12,10 +13,11 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .errors import STATUS_CODES, ApiError, error_response, unavailable
 
@@ -55,34 +57,75 @@ async def http_error_handler(_request: Request, exc: Exception) -> Response:
 
 class ErrorMiddleware:
     """Outermost guard: database outages become 503, anything unforeseen a bare 500 (logged
-    without request data); logs one access line per request without query string or body."""
+    without request data); logs one access line per request without query string or body.
 
-    def __init__(self, app: ASGIApp) -> None:
+    It also bounds the wait: once the request has arrived, an answer that is not ready within
+    `answer_within` seconds (by default twice COMMENTS_DB_TIMEOUT_SECONDS plus one) is a 503,
+    even when the database hangs without failing (a frozen host); the abandoned work finishes
+    in the background and its answer is dropped."""
+
+    def __init__(self, app: ASGIApp, answer_within: float | None = None) -> None:
         self.app = app
+        self.answer_within = answer_within
+
+    def _limit(self, scope: Scope) -> float | None:
+        if self.answer_within is not None:
+            return self.answer_within
+        settings = getattr(getattr(getattr(scope.get("app"), "state", None), "service", None), "settings", None)
+        timeout = getattr(settings, "db_timeout_seconds", None)
+        return None if timeout is None else 2 * float(timeout) + 1
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
+        started = abandoned = reading = False
         status = 500
-        begin = time.perf_counter()
+        begin = last_input = time.perf_counter()
+
+        async def tracking_receive() -> Message:
+            nonlocal reading, last_input
+            reading = True  # waiting for the client is not waiting for us
+            try:
+                return await receive()
+            finally:
+                reading = False
+                last_input = time.perf_counter()
 
         async def tracking_send(message: Message) -> None:
             nonlocal started, status
+            if abandoned:
+                return
             if message["type"] == "http.response.start":
                 started = True
                 status = message["status"]
             await send(message)
 
+        limit = self._limit(scope)
+        work = asyncio.ensure_future(self.app(scope, tracking_receive, tracking_send))
         try:
-            await self.app(scope, receive, tracking_send)
+            while not work.done():
+                wait = None if limit is None else max(0.01, last_input + limit - time.perf_counter())
+                await asyncio.wait({work}, timeout=wait)
+                if not work.done() and not reading and not started and limit is not None \
+                        and time.perf_counter() - last_input >= limit:
+                    abandoned = True
+                    _abandon(work)
+                    log.warning("no answer within %.1f s on %s %s: 503", limit, scope["method"], scope["path"])
+                    status = 503
+                    await unavailable().response()(scope, receive, send)
+                    return
+            work.result()
+        except ClientDisconnect:
+            status = 499  # the client went away before it had sent the whole request
         except Exception as exc:  # noqa: BLE001 - the last line of defence
             response = self._answer(exc, scope)
             if not started:
                 status = response.status_code
                 await response(scope, receive, send)
         finally:
+            if not work.done():  # we were cancelled (server shutting down): let the work end too
+                work.cancel()
             access_log.info("%s %s %d %.1fms", scope["method"], scope["path"], status,
                             (time.perf_counter() - begin) * 1000)
 
@@ -97,6 +140,21 @@ class ErrorMiddleware:
             return unavailable().response()
         log.error("internal error %s on %s %s", type(exc).__name__, scope["method"], scope["path"])
         return error_response(500, "internal_error", "something went wrong on our side")
+
+
+_abandoned: set[asyncio.Future[Any]] = set()
+
+
+def _abandon(work: asyncio.Future[Any]) -> None:
+    """Keep abandoned work alive until it ends (a thread cannot be stopped), then forget it quietly."""
+    _abandoned.add(work)
+
+    def done(finished: asyncio.Future[Any]) -> None:
+        _abandoned.discard(finished)
+        if not finished.cancelled() and finished.exception() is not None:
+            log.info("abandoned request ended with %s", type(finished.exception()).__name__)
+
+    work.add_done_callback(done)
 
 
 class BodyLimitMiddleware:
@@ -166,3 +224,45 @@ def route(path: str, **handlers: Handler) -> Route:
         return await by_method[request.method if request.method != "HEAD" else "GET"](request)
 
     return Route(path, dispatch, methods=list(by_method), name=path)
+
+
+class DeadlineHttpProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP protocol with the limit uvicorn lacks: a request must arrive whole, headers
+    and body, within `request_timeout` seconds of its first byte (of connecting, for the first
+    request), or the connection is closed; slow or idle clients cannot hold it open."""
+
+    def __init__(self, *args: Any, request_timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.request_timeout = request_timeout
+        self._deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm()
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        if self._deadline is None:
+            self._deadline = self.loop.call_later(self.request_timeout, self._expire)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expire(self) -> None:
+        self._deadline = None
+        if not self.transport.is_closing():
+            log.info("a request did not arrive within %.0f s: connection closed", self.request_timeout)
+            self.transport.close()

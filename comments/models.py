@@ -50,8 +50,10 @@ class Comment(SQLModel, table=True):
         sa.Index("ix_comment_personal_until", "personal_until"),
         sa.Index("ix_comment_status_updated", "status", "updated_at"),
         sa.Index("ix_comment_url_host", "url_host"),
-        sa.Index("ix_comment_ip", "ip"),
+        sa.Index("ix_comment_ip_key", "ip_key"),
         sa.Index("ix_comment_body_hash", "body_hash", "created_at"),
+        sa.Index("ix_comment_origin_key", "origin_key", unique=True),
+        sa.Index("ix_comment_origin_parent_key", "origin_parent_key"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -87,6 +89,10 @@ class Comment(SQLModel, table=True):
     learned: str | None = Field(default=None, sa_type=sa.String(8), nullable=True)
     # The website's host, for the spam history of a site that was marked spam before.
     url_host: str | None = Field(default=None, sa_type=sa.String(255), nullable=True)
+    # Where an imported comment came from (a hash of origin, site and id: a second import of the
+    # same file finds it), and its parent's, until that parent is found.
+    origin_key: str | None = Field(default=None, sa_type=sa.String(64), nullable=True)
+    origin_parent_key: str | None = Field(default=None, sa_type=sa.String(64), nullable=True)
     created_at: datetime = Field(sa_type=sa.DateTime, nullable=False)
     updated_at: datetime = Field(sa_type=sa.DateTime, nullable=False)
 
@@ -244,3 +250,94 @@ def full_view(comment: dict[str, Any]) -> dict[str, Any]:
         "spam_reasons": comment["spam_reasons"],
         "updated_at": comment["updated_at"],
     }
+
+
+# ---- notifications: the outbox, webhooks, reply notices ------------------------------
+
+
+class OutboxEvent(SQLModel, table=True):
+    """One delivery to make (a mail or a webhook request), written in the same transaction as the
+    change that caused it; a worker claims it, delivers it, and retries it with backoff."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        sa.Index("ix_outbox_due", "status", "next_attempt_at"),
+        sa.Index("ix_outbox_claimed_by", "claimed_by"),
+        sa.Index("ix_outbox_comment", "comment_id", "kind"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    # Shared by every delivery of one event: receivers de-duplicate on it.
+    event_id: str = Field(sa_type=sa.String(32), nullable=False)
+    kind: str = Field(sa_type=sa.String(32), nullable=False)
+    # Whom it goes to: a webhook's id, a moderator's keyed-hash prefix, or nothing.
+    target: str | None = Field(default=None, sa_type=sa.String(64), nullable=True)
+    # No foreign key: an event outlives the comment it is about (comment.deleted).
+    comment_id: int | None = Field(default=None, nullable=True)
+    # Never an email or client address: workers look those up when they send.
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON, nullable=False)
+    status: str = Field(sa_type=sa.String(16), nullable=False)
+    attempts: int = Field(default=0, nullable=False)
+    next_attempt_at: datetime = Field(sa_type=sa.DateTime, nullable=False)
+    claimed_by: str | None = Field(default=None, sa_type=sa.String(100), nullable=True)
+    claimed_until: datetime | None = Field(default=None, sa_type=sa.DateTime, nullable=True)
+    # What went wrong last, without personal data ("HTTP 500", "SMTPServerDisconnected").
+    last_error: str | None = Field(default=None, sa_type=sa.String(200), nullable=True)
+    created_at: datetime = Field(sa_type=sa.DateTime, nullable=False)
+    delivered_at: datetime | None = Field(default=None, sa_type=sa.DateTime, nullable=True)
+
+
+class Webhook(SQLModel, table=True):
+    """A receiver of JSON events that a moderator registered. The secret is kept as given,
+    because signing each request needs it; the admin API never shows it again."""
+
+    __tablename__ = "webhook"
+
+    id: int | None = Field(default=None, primary_key=True)
+    url: str = Field(sa_type=sa.Text, nullable=False)
+    events: list[str] = Field(default_factory=list, sa_type=sa.JSON, nullable=False)
+    secret: str = Field(sa_type=sa.Text, nullable=False)
+    created_by: str = Field(sa_type=sa.String(100), nullable=False)
+    created_at: datetime = Field(sa_type=sa.DateTime, nullable=False)
+
+
+class NoticeSubscription(SQLModel, table=True):
+    """A reader's address that asked for reply notices: double opt-in, one row per address."""
+
+    __tablename__ = "notice_subscription"
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(sa_type=sa.Text, nullable=False)  # encrypted, like comment.email
+    email_key: str = Field(sa_type=sa.String(64), nullable=False, unique=True)
+    created_at: datetime = Field(sa_type=sa.DateTime, nullable=False)
+    requested_at: datetime | None = Field(default=None, sa_type=sa.DateTime, nullable=True)
+    confirmed_at: datetime | None = Field(default=None, sa_type=sa.DateTime, nullable=True)
+    unsubscribed_at: datetime | None = Field(default=None, sa_type=sa.DateTime, nullable=True)
+
+
+class ReplyWatch(SQLModel, table=True):
+    """A comment whose author asked to hear about approved replies to it."""
+
+    __tablename__ = "reply_watch"
+    __table_args__ = (sa.Index("ix_reply_watch_subscription", "subscription_id"),)
+
+    comment_id: int = Field(
+        sa_column=sa.Column(sa.Integer, sa.ForeignKey("comment.id", ondelete="CASCADE"), primary_key=True,
+                            autoincrement=False)
+    )
+    subscription_id: int = Field(
+        sa_column=sa.Column(sa.Integer, sa.ForeignKey("notice_subscription.id", ondelete="CASCADE"),
+                            nullable=False)
+    )
+    created_at: datetime = Field(sa_type=sa.DateTime, nullable=False)
+
+
+class MailLinkUse(SQLModel, table=True):
+    """A one-click moderation link that was used: each works once (kept until it would have expired)."""
+
+    __tablename__ = "mail_link_use"
+    __table_args__ = (sa.Index("ix_mail_link_use_expires", "expires_at"),)
+
+    digest: str = Field(sa_type=sa.String(64), primary_key=True)
+    used_at: datetime = Field(sa_type=sa.DateTime, nullable=False)
+    expires_at: datetime = Field(sa_type=sa.DateTime, nullable=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -56,9 +57,9 @@ def decide(
     blocked = matching_words(rules.blocked_words, draft)
     if blocked:
         reasons.append("blocked words: " + ", ".join(blocked))
-        return Decision(Status.spam, 1.0, reasons)
+        return Decision(Status.spam, 1.0, list(dict.fromkeys(reasons)))
     if score >= spam.spam_threshold:
-        return Decision(Status.spam, score, reasons)
+        return Decision(Status.spam, score, list(dict.fromkeys(reasons)))
 
     held = False
     words = matching_words(rules.moderation_words, draft)
@@ -70,9 +71,19 @@ def decide(
         held = True
     if score >= spam.hold_threshold:
         held = True
+    reasons = list(dict.fromkeys(reasons))  # the link signal and the max_links rule may say the same
     if held:
         return Decision(Status.pending, score, reasons)
 
     if rules.moderation == "rules" or (rules.auto_approve_known_authors and known_author):
         return Decision(Status.approved, score, reasons)
     return Decision(Status.pending, score, reasons)
+
+
+_URL = re.compile(r"(?i)\b(?:https?://|www\.)[^\s<>\"']+")
+
+
+def count_links(body: str, body_html: str) -> int:
+    """Links for the max_links rule: the rendered links, or the URLs written in the body if more
+    (the linkifier only links hosts under top-level domains it knows)."""
+    return max(body_html.count("<a "), len(_URL.findall(body)))

@@ -10,6 +10,7 @@ from starlette.routing import Route
 
 from .errors import STATUS_CODES
 from .http import json_response, route
+from .models import Rules
 
 Schema = dict[str, Any]
 MAX_ID = 2**63 - 1
@@ -38,13 +39,17 @@ def _header(description: str, required: bool = True) -> Schema:
 
 RETRY_AFTER = {"Retry-After": _header("seconds to wait before trying again")}
 
-# The answers every operation may give: the database not answering, or a fault on our side.
+# The answers every operation may give: a request the HTTP server cannot parse (in plain text,
+# before the application sees it), the database not answering, or a fault on our side.
 COMMON_ERRORS = {
+    "400": {"$ref": "#/components/responses/bad_request"},
     "500": {"$ref": "#/components/responses/internal_error"},
     "503": {"$ref": "#/components/responses/unavailable"},
 }
 ERROR_ANSWERS: dict[str, Schema] = {
-    "bad_request": _answer("the body, a cursor or a header cannot be parsed", _ref("Error")),
+    "bad_request": {"description": "the body, a cursor or a header cannot be parsed (JSON), or the HTTP "
+                                   "server refused a malformed or oversized request (plain text)",
+                    "content": _json(_ref("Error")) | {"text/plain": {"schema": {"type": "string"}}}},
     "unauthorized": _answer("no valid moderator token", _ref("Error"),
                             {"WWW-Authenticate": _header("Bearer")}),
     "forbidden": _answer("a wrong or expired edit token", _ref("Error")),
@@ -62,13 +67,23 @@ ERROR_ANSWERS: dict[str, Schema] = {
 
 def _errors(*codes: str, body: bool = False) -> dict[str, Any]:
     """The error answers of an operation by contract code; a body adds 400, 413 and 415."""
-    wanted = list(codes) + (["bad_request", "payload_too_large", "unsupported_media_type"] if body else [])
+    wanted = list(codes) + (["payload_too_large", "unsupported_media_type"] if body else [])
     status_of = {code: status for status, code in STATUS_CODES.items()} | {"closed": 403}
     return {str(status_of[c]): {"$ref": f"#/components/responses/{c}"} for c in wanted} | COMMON_ERRORS
 
 
-def _text(max_length: int, description: str = "") -> Schema:
+# Text fields may not hold control characters (a body may hold tabs and line breaks); white
+# space around them is trimmed before they are checked, control characters that count as white
+# space included.
+_EDGE = r"[\s\x1c-\x1f]*"
+ONE_LINE = rf"^{_EDGE}[^\x00-\x1f\x7f\u2028\u2029]*{_EDGE}$"
+MULTILINE = rf"^{_EDGE}[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*{_EDGE}$"
+
+
+def _text(max_length: int, description: str = "", pattern: str | None = None) -> Schema:
     schema: Schema = {"type": "string", "minLength": 1, "maxLength": max_length}
+    if pattern:
+        schema["pattern"] = pattern
     return schema | ({"description": description} if description else {})
 
 
@@ -86,6 +101,29 @@ PUBLIC_FIELDS: Schema = {
     "body_html": {"type": "string"},
     "created_at": TIME,
 }
+
+
+def _rules() -> Schema:
+    """The rules as forms.rules_in checks them, field by field from the Rules model."""
+    defaults = Rules()
+    schema: Schema = {}
+    for name in Rules.model_fields:
+        default = getattr(defaults, name)
+        if isinstance(default, bool):
+            schema[name] = {"type": "boolean"}
+        elif isinstance(default, float):
+            schema[name] = {"type": "number", "minimum": 0, "maximum": 1}
+        elif isinstance(default, int):
+            schema[name] = {"type": "integer", "minimum": 0, "maximum": 10**7}
+        elif isinstance(default, list):
+            schema[name] = WORDS
+        else:
+            schema[name] = {"type": "string", "enum": ["all", "rules"]}
+    schema["edit_window_seconds"] = {"type": "integer", "minimum": 0, "maximum": 7 * 86400}
+    return schema
+
+
+RULES = _rules()
 
 
 def _object(properties: Schema, required: list[str] | None = None, closed: bool = True) -> Schema:
@@ -106,7 +144,8 @@ SCHEMAS: dict[str, Schema] = {
         "page": {"type": "string"}, "total": {"type": "integer", "minimum": 0},
         "comments": {"type": "array", "items": _ref("ThreadComment")},
         "next": {"type": ["string", "null"], "description": "pass back as `cursor` for the next page"},
-    }),
+        "closed": {"type": "boolean", "description": "the page takes no new comments"},
+    }, required=["page", "total", "comments", "next"]),
     "AuthorComment": _object(PUBLIC_FIELDS | {"status": {"type": "string", "enum": ["pending", "approved"]}}),
     "NewComment": _object(PUBLIC_FIELDS | {
         "status": {"type": "string", "enum": ["pending", "approved"]},
@@ -118,11 +157,13 @@ SCHEMAS: dict[str, Schema] = {
                        "WordPress's names work too: comment (body), comment_post_ID (page), "
                        "comment_parent (parent); a form may add redirect_to.",
         "properties": {
-            "page": _text(1024), "body": _text(1_000_000, "1 to COMMENTS_MAX_BODY_CHARS characters"),
-            "author": _text(245), "email": _text(254, "a valid address; never published"),
+            "page": _text(1024, pattern=ONE_LINE),
+            "body": _text(1_000_000, "1 to COMMENTS_MAX_BODY_CHARS characters", MULTILINE),
+            "author": _text(245, pattern=ONE_LINE),
+            "email": _text(254, "a valid address; never published") | {"format": "email"},
             "url": {"type": ["string", "null"], "maxLength": 200, "description": "http(s) only"},
             "parent": {"type": ["integer", "string", "null"], "description": "0 or empty means none"},
-            "comment": _text(1_000_000), "comment_post_ID": _text(1024),
+            "comment": _text(1_000_000, pattern=MULTILINE), "comment_post_ID": _text(1024, pattern=ONE_LINE),
             "comment_parent": {"type": ["integer", "string", "null"]},
             "redirect_to": {"type": "string"},
         },
@@ -130,7 +171,7 @@ SCHEMAS: dict[str, Schema] = {
                   {"anyOf": [{"required": ["body"]}, {"required": ["comment"]}]},
                   {"required": ["author", "email"]}],
     },
-    "BodyEdit": {"type": "object", "required": ["body"], "properties": {"body": _text(1_000_000)},
+    "BodyEdit": {"type": "object", "required": ["body"], "properties": {"body": _text(1_000_000, pattern=MULTILINE)},
                  "not": {"required": ["status"]}},
     "Counts": _object({s: {"type": "integer", "minimum": 0} for s in STATUS["enum"]}),
     "FullComment": _object(PUBLIC_FIELDS | {
@@ -144,20 +185,15 @@ SCHEMAS: dict[str, Schema] = {
         "next": {"type": ["string", "null"]}, "counts": _ref("Counts"),
     }),
     "CommentChange": {"type": "object", "properties": {
-        "status": STATUS, "body": _text(1_000_000), "author": _text(245),
+        "status": STATUS, "body": _text(1_000_000, pattern=MULTILINE), "author": _text(245, pattern=ONE_LINE),
         "url": {"type": ["string", "null"], "maxLength": 200, "description": "null or \"\" removes it"},
     }},
     "Bulk": {"type": "object", "required": ["ids", "status"], "properties": {
         "ids": {"type": "array", "minItems": 1, "maxItems": 1000, "items": ID}, "status": STATUS}},
     "BulkResult": _object({"updated": {"type": "array", "items": ID}, "missing": {"type": "array", "items": ID}}),
-    "Rules": _object({
-        "moderation": {"type": "string", "enum": ["all", "rules"]},
-        "moderation_words": WORDS, "blocked_words": WORDS,
-        "max_links": {"type": "integer", "minimum": 0, "maximum": 10**7},
-        "auto_approve_known_authors": {"type": "boolean"},
-        "flood_seconds": {"type": "integer", "minimum": 0, "maximum": 10**7},
-        "edit_window_seconds": {"type": "integer", "minimum": 0, "maximum": 7 * 86400},
-    }),
+    "Rules": _object(RULES),
+    "RulesIn": {"type": "object", "required": list(RULES), "properties": RULES,
+                "description": "every rule, always: PUT replaces the whole set"},
     "PageState": _object({"page": {"type": "string"}, "closed": {"type": "boolean"}, "counts": _ref("Counts")}),
     "PageList": _object({"items": {"type": "array", "items": _ref("PageState")},
                          "next": {"type": ["string", "null"]}}),
@@ -205,7 +241,7 @@ PATHS: dict[str, Schema] = {
         "get": _op("the approved comments of a page, replies nested", {
             "200": _answer("the thread", _ref("Thread"), {"ETag": _header("changes whenever the thread does")}),
             "304": {"description": "If-None-Match matched", "headers": {"ETag": _header("the thread's ETag")}},
-        } | _errors("bad_request", "validation_error"), parameters=[PAGE_QUERY, LIMIT, CURSOR, {
+        } | _errors("validation_error"), parameters=[PAGE_QUERY, LIMIT, CURSOR, {
             "name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}}]),
         "post": _op("leave a reply", {
             "201": _answer("published at once", _ref("NewComment")),
@@ -243,7 +279,7 @@ PATHS: dict[str, Schema] = {
     "/api/admin/comments": {
         "get": _admin("a moderation list: pending oldest first, the others newest first", {
             "200": _answer("one page of the list, with counts per status", _ref("CommentList")),
-        }, "bad_request", "validation_error", parameters=[
+        }, "validation_error", parameters=[
             _query("status", STATUS), _query("page", _text(1024)),
             _query("q", {"type": "string", "maxLength": 200}, description="words in body or author, or an address"),
             LIMIT, CURSOR]),
@@ -262,14 +298,14 @@ PATHS: dict[str, Schema] = {
     "/api/admin/rules": {
         "get": _admin("the moderation rules", {"200": _answer("the rules", _ref("Rules"))}),
         "put": _admin("replace the moderation rules", {"200": _answer("the rules", _ref("Rules"))},
-                      "validation_error", body=True, requestBody=_body(_ref("Rules"))),
+                      "validation_error", body=True, requestBody=_body(_ref("RulesIn"))),
     },
     "/api/admin/pages": {
         "get": _admin("pages in the order they first got a comment", {"200": _answer("pages", _ref("PageList"))},
-                      "bad_request", "validation_error", parameters=[LIMIT, CURSOR]),
+                      "validation_error", parameters=[LIMIT, CURSOR]),
         "patch": _admin("close a page to new comments, or open it", {"200": _answer("the page", _ref("PageState"))},
                         "validation_error", body=True, parameters=[PAGE_QUERY],
-                        requestBody=_body(_object({"closed": {"type": "boolean"}}))),
+                        requestBody=_body(_object({"closed": {"type": "boolean"}}, closed=False))),
     },
     "/embed.js": {"get": _asset("text/javascript")},
     "/embed.css": {"get": _asset("text/css")},
@@ -288,6 +324,38 @@ PATHS: dict[str, Schema] = {
 }
 
 
+def operation_id(method: str, path: str) -> str:
+    """get /api/comments/{comment_id} -> get_api_comments_comment_id"""
+    return "_".join([method, *(part.strip("{}").replace(".", "_") for part in path.split("/") if part)])
+
+
+# What a new comment's answer leads to: its author's and its moderators' operations on it.
+_BY_ID = {"comment_id": "$response.body#/id"}
+LINKS = {
+    "AuthorView": ("get", "/api/comments/{comment_id}", True),
+    "AuthorEdit": ("patch", "/api/comments/{comment_id}", True),
+    "AuthorDelete": ("delete", "/api/comments/{comment_id}", True),
+    "ModeratorView": ("get", "/api/admin/comments/{comment_id}", False),
+    "ModeratorChange": ("patch", "/api/admin/comments/{comment_id}", False),
+    "ModeratorDelete": ("delete", "/api/admin/comments/{comment_id}", False),
+}
+
+
+def _with_ids(paths: dict[str, Schema]) -> dict[str, Schema]:
+    result: dict[str, Schema] = {}
+    for path, item in paths.items():
+        result[path] = {method: ({**op, "operationId": operation_id(method, path)} if method != "parameters" else op)
+                        for method, op in item.items()}
+    created = result.get("/api/comments", {}).get("post")
+    if created:
+        links = {name: {"operationId": operation_id(method, path),
+                        "parameters": _BY_ID | ({"header.X-Edit-Token": "$response.body#/edit_token"} if token else {})}
+                 for name, (method, path, token) in LINKS.items() if path in result}
+        for status in ("201", "202"):
+            created["responses"][status] = {**created["responses"][status], "links": links}
+    return result
+
+
 def document(paths: set[str] | None = None) -> dict[str, Any]:
     """The OpenAPI document; with paths, only the operations of those routes."""
     return {
@@ -295,7 +363,7 @@ def document(paths: set[str] | None = None) -> dict[str, Any]:
         "info": {"title": "comments", "version": "1",
                  "description": "Leave a Reply form, public threads and the moderation API. "
                                 "A HEAD request works wherever a GET does."},
-        "paths": {path: item for path, item in PATHS.items() if paths is None or path in paths},
+        "paths": _with_ids({path: item for path, item in PATHS.items() if paths is None or path in paths}),
         "components": {
             "schemas": SCHEMAS,
             "responses": ERROR_ANSWERS,

@@ -52,7 +52,8 @@ async def create_comment(request: Request) -> Response:
     data = forms.comment_in(fields, service.settings.max_body_chars)
     user_agent = request.headers.get("user-agent", "")[:512] or None
     defence = forms.spam_fields(fields)
-    comment = await run_in_threadpool(service.create_comment, data, reader_ip(request), user_agent, defence)
+    comment = await run_in_threadpool(service.create_comment, data, reader_ip(request), user_agent, defence,
+                                      notify=forms.notify_requested(fields))
     status = 201 if comment["status"] == "approved" else 202
     if from_form and _prefers_html(request.headers.get("accept", "")):
         target = fields.get("redirect_to") if isinstance(fields.get("redirect_to"), str) else None

@@ -12,7 +12,7 @@ from typing import Any
 from . import forms, sanitize, spam, store
 from .db import Database
 from .models import CommentIn
-from .moderation import SpamVerdict
+from .moderation import SpamVerdict, count_links
 from .security import Keys
 from .settings import Settings
 
@@ -68,32 +68,34 @@ class Service:
 
     def create_comment(
         self, data: CommentIn, ip: str | None, user_agent: str | None,
-        defence: forms.SpamFields | None = None, now: datetime | None = None,
+        defence: forms.SpamFields | None = None, now: datetime | None = None, notify: bool = False,
     ) -> dict[str, Any]:
         """Render, judge and store a new comment; returns it with its status and edit token.
         (`now` is for replays of dated corpora; the service itself always uses the clock.)"""
         now = now or store.utcnow()
         body_html = sanitize.render(data.body)
         extra = self._form_signals(defence or forms.SpamFields(False, None), data.page, now)
-        verdict = self.judge(data.email, data.author, data.url, store.stored_address(self.db, ip), data.body,
-                             now, extra)
+        verdict = self.judge(data.email, data.author, data.url, ip, data.body, data.page, now, extra)
         new = store.NewComment(
             data=data, body_html=body_html, policy_version=sanitize.POLICY_VERSION,
-            links=sanitize.count_links(body_html), ip=ip, user_agent=user_agent, now=now,
+            links=count_links(data.body, body_html), ip=ip, user_agent=user_agent, now=now, notify=notify,
         )
         comment = store.create_comment(self.db, self.keys, new, verdict)
         comment["edit_token"] = self.keys.edit_token(comment["id"])
         return comment
 
     def judge(
-        self, email: str, author: str, url: str | None, stored_ip: str | None, body: str,
+        self, email: str, author: str, url: str | None, ip: str | None, body: str, page: str,
         now: datetime, extra: list[spam.Signal] | None = None,
     ) -> SpamVerdict:
-        """The spam filter's score and reasons for a comment (the thresholds come from the rules)."""
+        """The spam filter's score and reasons for a comment (the thresholds come from the rules).
+        `ip` is the full client address when known: its keyed hash finds history only while full
+        addresses are kept (COMMENTS_IP_RETENTION_DAYS)."""
         feats = spam.features(body, author, url)
+        ip_key = store.ip_lookup(self.db, ip) if ip and self.settings.ip_retention_days else None
         evidence = store.spam_evidence(
-            self.db, feats, store.email_lookups(self.db, email), store.url_host(url), stored_ip,
-            store.body_hash(body), now,
+            self.db, feats, store.email_lookups(self.db, email), store.url_host(url), ip_key,
+            store.body_hash(body), page, now,
         )
         signals = [
             *(extra or []),
@@ -117,6 +119,8 @@ class Service:
                 signals.append(spam.form_token_signal("missing", None))
             return signals
         try:
+            if not token:
+                raise ValueError("not a token")
             digest, shown = self.keys.unsign("form", token)  # type: ignore[misc]
             if not isinstance(shown, int) or not isinstance(digest, str):
                 raise ValueError
@@ -136,12 +140,12 @@ class Service:
         body_html = sanitize.render(body)
         now = store.utcnow()
 
-        def judge(email: str, author: str, url: str | None, stored_ip: str | None, text: str) -> SpamVerdict:
-            return self.judge(email, author, url, stored_ip, text, now)
+        def judge(email: str, author: str, url: str | None, page: str, text: str) -> SpamVerdict:
+            return self.judge(email, author, url, None, text, page, now)
 
         return store.author_edit(
             self.db, self.keys, comment_id, token, body, body_html, sanitize.POLICY_VERSION,
-            sanitize.count_links(body_html), now, judge,
+            count_links(body, body_html), now, judge,
         )
 
     def thread_etag(self, page: str, version: int, limit: int, cursor: str | None) -> str:

@@ -8,11 +8,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*(second|minute|hour|day)s?\s*$", re.I)
 _PERIOD = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+_ADDRESS = re.compile(r"[^@\s<>,]+@[^@\s<>,]+\.[^@\s<>,]+")
+_MAILBOX = re.compile(r"(?:[^<>\r\n]*<" + _ADDRESS.pattern + ">|" + _ADDRESS.pattern + ")")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -48,6 +50,20 @@ class Settings(BaseSettings):
     public_url: str | None = None
     demo: bool = False
     log_level: str = "INFO"
+    # Notifications: mail to moderators and readers, webhooks, and the outbox that delivers them.
+    mail_from: str | None = None
+    moderator_emails: Annotated[tuple[str, ...], NoDecode] = ()
+    smtp_host: str | None = None
+    smtp_port: int | None = Field(None, ge=1, le=65535)
+    smtp_security: str = "starttls"
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    digest_minutes: int = Field(0, ge=0, le=7 * 24 * 60)
+    mail_link_hours: int = Field(72, ge=1, le=30 * 24)
+    mail_templates: str | None = None
+    outbox_max_tries: int = Field(8, ge=1, le=50)
+    outbox_worker: bool = True
+    webhook_allowed_networks: Annotated[tuple[Network, ...], NoDecode] = ()
 
     @field_validator("site_origins", mode="before")
     @classmethod
@@ -114,6 +130,62 @@ class Settings(BaseSettings):
         if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError("one of DEBUG, INFO, WARNING, ERROR")
         return value.upper()
+
+    @field_validator("mail_from")
+    @classmethod
+    def _mail_from(cls, value: str | None) -> str | None:
+        if value is not None and not _MAILBOX.fullmatch(value.strip()):
+            raise ValueError("not an address like comments@blog.example or Blog <comments@blog.example>")
+        return value.strip() if value else None
+
+    @field_validator("moderator_emails", mode="before")
+    @classmethod
+    def _moderators(cls, value: object) -> object:
+        items = _split(value)
+        if isinstance(items, (list, tuple)):
+            for item in items:
+                if not _ADDRESS.fullmatch(str(item)):
+                    raise ValueError(f"{item!r} is not an email address")
+            return tuple(str(i) for i in items)
+        return items
+
+    @field_validator("smtp_host")
+    @classmethod
+    def _smtp_host(cls, value: str | None, info: ValidationInfo) -> str | None:
+        value = value.strip() if value else None
+        if value and not (info.data.get("mail_from") and info.data.get("public_url")):
+            raise ValueError("mail needs COMMENTS_MAIL_FROM (the sender) and COMMENTS_PUBLIC_URL (for its links)")
+        return value
+
+    @field_validator("smtp_security")
+    @classmethod
+    def _smtp_security(cls, value: str) -> str:
+        if value.lower() not in {"starttls", "tls", "none"}:
+            raise ValueError("one of starttls, tls, none")
+        return value.lower()
+
+    @field_validator("mail_templates")
+    @classmethod
+    def _templates(cls, value: str | None) -> str | None:
+        if value and not Path(value).is_dir():
+            raise ValueError(f"{value!r} is not a folder")
+        return value or None
+
+    @field_validator("webhook_allowed_networks", mode="before")
+    @classmethod
+    def _allowed(cls, value: object) -> object:
+        items = _split(value)
+        if isinstance(items, (list, tuple)):
+            try:
+                return tuple(ipaddress.ip_network(str(i), strict=False) for i in items)
+            except ValueError as exc:
+                raise ValueError(f"not an address or network: {exc}") from None
+        return items
+
+    @cached_property
+    def mail_port(self) -> int:
+        """The SMTP port: as configured, else the usual one for the security mode."""
+        return self.smtp_port or {"tls": 465, "starttls": 587}.get(self.smtp_security, 25)
 
     @cached_property
     def key_file(self) -> Path:

@@ -540,10 +540,8 @@ async def test_the_migration_encrypts_plain_emails(legacy_settings: Settings) ->
             assert leaks(blob, list(LEGACY)) == [], name
 
 
-@pytest.mark.xfail(strict=True, reason="bug: alembic/versions/0002_privacy.py stores email_key as "
-                   "ring.lookup(email.casefold()) but the store looks up ring.lookup('email:' + email.casefold()), "
-                   "so migrated comments are never found again (duplicates, export, erase, known authors)")
 async def test_migrated_emails_are_found_by_their_lookup_hash(legacy_settings: Settings) -> None:
+    """The migration computes the same keyed hash the store looks up ('email:' + folded address)."""
     app = migrated(legacy_settings)
     service = app.state.service
     try:

@@ -54,7 +54,7 @@ def upgrade() -> None:
         ring = _keyring()
         for row in plain:
             conn.execute(comment.update().where(comment.c.id == row.id).values(
-                email=ring.encrypt(row.email), email_key=ring.lookup(row.email.casefold())))
+                email=ring.encrypt(row.email), email_key=ring.lookup("email:" + row.email.casefold())))
         context.config.attributes["plaintext_removed"] = True
     now = datetime.now(UTC).replace(tzinfo=None)
     conn.execute(comment.update().where(comment.c.ip.is_not(None)).values(personal_until=now))

@@ -36,14 +36,14 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("learned", sa.String(length=8), nullable=True))
         batch_op.add_column(sa.Column("url_host", sa.String(length=255), nullable=True))
         batch_op.create_index("ix_comment_url_host", ["url_host"], unique=False)
-        batch_op.create_index("ix_comment_ip", ["ip"], unique=False)
+        batch_op.create_index("ix_comment_ip_key", ["ip_key"], unique=False)
         batch_op.create_index("ix_comment_body_hash", ["body_hash", "created_at"], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("comment", schema=None) as batch_op:
         batch_op.drop_index("ix_comment_body_hash")
-        batch_op.drop_index("ix_comment_ip")
+        batch_op.drop_index("ix_comment_ip_key")
         batch_op.drop_index("ix_comment_url_host")
         batch_op.drop_column("url_host")
         batch_op.drop_column("learned")

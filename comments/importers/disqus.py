@@ -91,7 +91,9 @@ class _Handler(XmlHandler):
             self.root = name
             if name != "disqus":
                 local = name.rpartition("}")[2]
-                raise self.not_this_format(f"the root element is <{local}>, not <disqus> in the Disqus namespace")
+                if local == "disqus":
+                    raise self.not_this_format("the root element <disqus> is not in the Disqus namespace")
+                raise self.not_this_format(f"the root element is <{local}>, not <disqus>")
 
     def end(self, tag: str) -> None:
         got = self.captured()

@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
-from .records import (
-    Checker, ImportFormatError, Item, Options, Problem, Status, canonical_id, timestamp_date,
-)
+from .records import Checker, ImportFormatError, Item, Options, Problem, Status, canonical_id
 
 WHAT = "an Isso database"
 #: Isso's comment modes: 1 public, 2 waiting in moderation, 4 deleted (its text emptied
@@ -97,10 +96,12 @@ def _comment(checker: Checker, row: int, values: tuple[object, ...]) -> Iterator
     except UnicodeDecodeError:
         yield Problem(row, "text that is not valid UTF-8", origin_id=origin_id)
         return
+    notes = []
     status = MODES.get(mode) if isinstance(mode, int) else None
     if status is None:
         status = "pending"
-        yield Problem(row, f"unknown Isso mode {mode!r}: imported as pending", origin_id=origin_id, kind="warning")
+        notes.append(Problem(row, f"unknown Isso mode {mode!r}: imported as pending", origin_id=origin_id,
+                             kind="warning"))
     elif mode == 4 and not text.strip():
         yield Problem(row, "deleted in Isso, no text", origin_id=origin_id, kind="skipped")
         return
@@ -116,5 +117,16 @@ def _comment(checker: Checker, row: int, values: tuple[object, ...]) -> Iterator
     yield from checker.finish(
         origin_id=origin_id, position=row, page=uri, parent=parent, status=status,
         created_at=created_at, author=author, email=email, url=website, ip=address_text,
-        user_agent="", body=text, body_format="markdown",
+        user_agent="", body=text, body_format="markdown", notes=notes,
     )
+
+
+def timestamp_date(value: object) -> datetime | None:
+    """A UNIX timestamp (Isso writes time.time() floats) as naive UTC; None when missing."""
+    if value is None or value == "":
+        return None
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+        return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
+    except (TypeError, ValueError, OverflowError, OSError):
+        raise ValueError(f"unreadable timestamp {str(value)[:40]!r}") from None

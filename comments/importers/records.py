@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import html
 import ipaddress
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Literal
 from urllib.parse import urlsplit
@@ -126,27 +125,15 @@ def parse_date(text: str | None) -> datetime | None:
     return value
 
 
-def timestamp_date(value: object) -> datetime | None:
-    """A UNIX timestamp (seconds, float or text) as naive UTC; None when missing; ValueError."""
-    if value is None or value == "":
-        return None
+def link_page(link: str) -> str | None:
+    """The page key of an article's address: its path, with the query when there is one
+    (plain permalinks are "/?p=123"); None for an address that cannot be split."""
     try:
-        seconds = float(value)  # type: ignore[arg-type]
-        return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
-    except (TypeError, ValueError, OverflowError, OSError):
-        raise ValueError(f"unreadable timestamp {str(value)[:40]!r}") from None
-
-
-def link_page(link: str) -> str:
-    """The page key of an article's address: its path, with the query when there is one."""
-    parts = urlsplit(link.strip())
+        parts = urlsplit(link.strip())
+    except ValueError:
+        return None
     path = parts.path or "/"
     return f"{path}?{parts.query}" if parts.query else path
-
-
-def unescape_author(value: str) -> str:
-    """WordPress stores names HTML-escaped ("&amp;"); the service stores plain text."""
-    return html.unescape(value) if "&" in value else value
 
 
 class IdSet:
@@ -214,21 +201,23 @@ class Checker:
         self, *, origin_id: str, position: int, page: str | None, parent: str | None,
         status: Status, created_at: datetime | None, author: str, email: str, url: str,
         ip: str, user_agent: str, body: str, body_format: Literal["text", "html", "markdown"],
-        truncated_body: bool = False,
+        truncated_body: bool = False, notes: Iterable[Problem] = (),
     ) -> Iterator[Item]:
-        """The checked record (after any warnings about it), or the one reason it fails."""
+        """The checked record after any warnings about it (the parser's notes first), or the
+        one reason it fails (and then no warnings)."""
         fail = self._fail_reason(page, created_at, author, body, truncated_body)
         if fail is not None:
             yield Problem(position, fail, origin_id=origin_id)
             return
         assert page is not None and created_at is not None
         email = email.strip()
+        normalised = self._email(email) if email else email
+        if normalised is None and not self.options.allow_invalid_emails:
+            yield Problem(position, "invalid email", origin_id=origin_id)
+            return
+        yield from notes
         if email:
-            normalised = self._email(email)
             if normalised is None:
-                if not self.options.allow_invalid_emails:
-                    yield Problem(position, "invalid email", origin_id=origin_id)
-                    return
                 yield Problem(position, "invalid email kept as given", origin_id=origin_id, kind="warning")
             else:
                 email = normalised
@@ -311,11 +300,6 @@ class Checker:
         return result
 
 
-def shift(value: datetime, offset: timedelta | None) -> datetime:
-    """A local time made UTC with a known offset (local minus UTC); unchanged without one."""
-    return value - offset if offset is not None else value
-
-
 # ---- hardened streaming XML ------------------------------------------------------------
 # defusedxml's parser refuses a DOCTYPE (hence any entity declaration: no "billion laughs")
 # and never resolves external references. The handler sees start/end/data events as expat
@@ -372,13 +356,13 @@ class XmlHandler:
         """A short name for an expat name ("uri}local", or "local" without a namespace)."""
         short = self._names.get(tag)
         if short is None:
-            uri, brace, local = tag.rpartition("}")
-            short = self._names[tag] = self.shorten(uri, local) if brace else local
+            uri, _, local = tag.rpartition("}")
+            short = self._names[tag] = self.shorten(uri, local)
         return short
 
     def shorten(self, uri: str, local: str) -> str:
-        """The name of a namespaced element: "prefix:local" for the format's own namespaces."""
-        return f"{{{uri}}}{local}"
+        """An element's name: "prefix:local" for the format's own namespaces (uri "" for none)."""
+        return f"{{{uri}}}{local}" if uri else local
 
     def start(self, tag: str, attrs: list[str]) -> None:
         raise NotImplementedError

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import os
 import re
 from collections.abc import Iterator
@@ -9,11 +10,11 @@ from datetime import datetime, timedelta
 
 from .records import (
     FIELD_CAP, Checker, ImportFormatError, Item, Options, Problem, Status, XmlHandler, canonical_id,
-    link_page, parse_date, read_xml, shift, unescape_author,
+    link_page, parse_date, read_xml,
 )
 
 WHAT = "a WordPress export (WXR)"
-_WP_NAMESPACE = re.compile(r"http://wordpress\.org/export/(\d+)\.(\d+)/")
+_WP_NAMESPACE = re.compile(r"http://wordpress\.org/export/\d+\.\d+/")
 
 STATUSES: dict[str, Status] = {
     "1": "approved", "approve": "approved", "approved": "approved",
@@ -34,6 +35,8 @@ _COMMENT_FIELDS = frozenset({
 _ITEM_FIELDS = frozenset({"link", "guid"})
 _CHANNEL_FIELDS = frozenset({"wp:wxr_version", "wp:base_site_url", "wp:base_blog_url"})
 _MAX_OFFSET = timedelta(hours=14)
+#: Comments kept while their post's link has not come yet (WordPress writes it first).
+_MAX_WAITING = 100
 
 
 def parse(path: str | os.PathLike[str], options: Options | None = None) -> Iterator[Item]:
@@ -57,7 +60,6 @@ class _Handler(XmlHandler):
         self.checker = checker
         self.options = checker.options
         self.version: str | None = None
-        self.channel: dict[str, str] = {}
         self.item_depth = 0
         self.item: dict[str, str] = {}
         self.waiting: list[tuple[dict[str, str], int, bool]] = []  # comments before their link
@@ -69,6 +71,8 @@ class _Handler(XmlHandler):
         self.offset: timedelta | None = None
 
     def shorten(self, uri: str, local: str) -> str:
+        if not uri:
+            return local
         return "wp:" + local if _WP_NAMESPACE.fullmatch(uri) else f"{{{uri}}}{local}"
 
     def start(self, tag: str, attrs: list[str]) -> None:
@@ -122,32 +126,38 @@ class _Handler(XmlHandler):
     def _channel_field(self, key: str, text: str) -> None:
         text = text.strip()
         if key == "wp:wxr_version":
-            match = re.fullmatch(r"(\d+)\.(\d+)", text)
-            if match is None or match.group(1) != "1":
-                raise self.not_this_format(f"unsupported WXR version {text[:20]!r} (1.0 to 1.2 are read)")
+            if re.fullmatch(r"1\.\d{1,3}", text) is None:
+                raise self.not_this_format(f"unsupported WXR version {text[:20]!r} (versions 1.x are read)")
             self.version = text
         elif key == "wp:base_site_url" or (key == "wp:base_blog_url" and not self.checker.source):
             self.checker.source = text
 
     def _page(self, item_done: bool) -> tuple[str | None, str | None]:
         """(page key, warning) for the current item; (None, None) while it may still come."""
-        wanted = self.item.get(self.options.page_from, "").strip()
-        if wanted:
-            return (link_page(wanted) if self.options.page_from == "link" else wanted), None
+        wanted = self._page_key(self.options.page_from)
+        if wanted is not None:
+            return wanted, None
         if not item_done:
             return None, None
         other = "guid" if self.options.page_from == "link" else "link"
-        fallback = self.item.get(other, "").strip()
-        if not fallback:
+        fallback = self._page_key(other)
+        if fallback is None:
             return None, None
-        page = link_page(fallback) if other == "link" else fallback
-        return page, f"post has no {self.options.page_from}: page key taken from its {other}"
+        return fallback, f"post has no usable {self.options.page_from}: page key taken from its {other}"
+
+    def _page_key(self, source: str) -> str | None:
+        text = self.item.get(source, "").strip()
+        if not text:
+            return None
+        return link_page(text) if source == "link" else text
 
     def _comment(self, fields: dict[str, str], line: int, truncated: bool, item_done: bool = False) -> None:
         page, note = self._page(item_done)
         if page is None and not item_done:
-            self.waiting.append((fields, line, truncated))
-            return
+            if len(self.waiting) < _MAX_WAITING:
+                self.waiting.append((fields, line, truncated))
+                return
+            page, note = self._page(item_done=True)  # no more waiting: what the item has now
         out = self.out
         origin_id = canonical_id(fields.get("wp:comment_id"))
         problem = self.checker.admit(origin_id, line)
@@ -163,15 +173,14 @@ class _Handler(XmlHandler):
         elif kind not in COMMENT_TYPES:
             out.append(Problem(line, f"comment type {kind[:40]}", origin_id=origin_id, kind="skipped"))
             return
-        if note is not None:
-            out.append(Problem(line, note, origin_id=origin_id, kind="warning"))
+        notes = [] if note is None else [Problem(line, note, origin_id=origin_id, kind="warning")]
         status_text = fields.get("wp:comment_approved", "").strip()
         status = STATUSES.get(status_text.lower())
         if status is None:
             status = "pending"
-            out.append(Problem(line, f"unknown status {status_text[:20]!r}: imported as pending",
-                               origin_id=origin_id, kind="warning"))
-        created_at = self._date(fields, line, origin_id)
+            notes.append(Problem(line, f"unknown status {status_text[:20]!r}: imported as pending",
+                                 origin_id=origin_id, kind="warning"))
+        created_at = self._date(fields, line, origin_id, notes)
         if isinstance(created_at, Problem):
             out.append(created_at)
             return
@@ -180,14 +189,14 @@ class _Handler(XmlHandler):
             parent = None
         out.extend(self.checker.finish(
             origin_id=origin_id, position=line, page=page, parent=parent, status=status,
-            created_at=created_at, author=unescape_author(fields.get("wp:comment_author", "")),
+            created_at=created_at, author=html.unescape(fields.get("wp:comment_author", "")),
             email=fields.get("wp:comment_author_email", ""),
             url=fields.get("wp:comment_author_url", ""), ip=fields.get("wp:comment_author_IP", ""),
             user_agent=fields.get("wp:comment_agent", ""), body=fields.get("wp:comment_content", ""),
-            body_format="text", truncated_body=truncated,
+            body_format="text", truncated_body=truncated, notes=notes,
         ))
 
-    def _date(self, fields: dict[str, str], line: int, origin_id: str) -> datetime | Problem:
+    def _date(self, fields: dict[str, str], line: int, origin_id: str, notes: list[Problem]) -> datetime | Problem:
         """The comment's UTC date: comment_date_gmt, else comment_date shifted by the site's
         offset last seen (or taken as UTC), with a warning; a Problem when neither is usable."""
         try:
@@ -207,8 +216,9 @@ class _Handler(XmlHandler):
             reason = "no comment_date_gmt: comment_date taken as UTC"
         else:
             reason = f"no comment_date_gmt: comment_date shifted by the site's offset {_hours(self.offset)}"
-        self.out.append(Problem(line, reason, origin_id=origin_id, kind="warning"))
-        return shift(local, self.offset)
+        notes.append(Problem(line, reason, origin_id=origin_id, kind="warning"))
+        # Local time minus the site's offset (local minus UTC) is UTC.
+        return local - self.offset if self.offset is not None else local
 
 
 def _hours(offset: timedelta) -> str:

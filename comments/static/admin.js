@@ -19,6 +19,7 @@
   let undo = null;    // {groups, removed: [{node, index}], timer}
   let inflight = 0;
 
+  // form.getAttribute('action'), never form.action: a field named "action" shadows that property.
   const items = () => Array.from(queue.querySelectorAll(':scope > .adm-item'));
   const csrf = () => bulkForm.querySelector('input[name=csrf]').value;
   const back = () => bulkForm.querySelector('input[name=back]').value;
@@ -207,7 +208,7 @@
     if (action === 'delete') params.set('confirm', 'yes');
     const removed = detach([item]);
     try {
-      const data = await send(form.action, params);
+      const data = await send(form.getAttribute('action'), params);
       bump(data.from, -1);
       if (data.to) bump(data.to, 1);
       if (data.to === tab) reattach(removed);
@@ -292,7 +293,7 @@
   async function submitEdit(form) {
     const item = form.closest('.adm-item');
     try {
-      const data = await send(form.action, new URLSearchParams(new FormData(form)));
+      const data = await send(form.getAttribute('action'), new URLSearchParams(new FormData(form)));
       const fresh = new DOMParser().parseFromString(data.html, 'text/html').body.firstElementChild;
       if (fresh && item) {
         const node = doc.adoptNode(fresh);
@@ -308,7 +309,7 @@
   async function submitReply(form) {
     const item = form.closest('.adm-item');
     try {
-      const data = await send(form.action, new URLSearchParams(new FormData(form)));
+      const data = await send(form.getAttribute('action'), new URLSearchParams(new FormData(form)));
       bump('approved', 1);
       if (data.from !== data.to) {
         bump(data.from, -1);

@@ -68,6 +68,7 @@
     const status = live('');
     const send = h('button', { type: 'submit', class: 'cmt-button' }, 'Post Comment');
     const saveBox = h('input', { type: 'checkbox', id: 'cmt-save' });
+    const notifyBox = h('input', { type: 'checkbox', id: 'cmt-notify', name: 'notify' });
     const token = h('input', { type: 'hidden', name: 'form_token' });
     const row = (name, label, req, type, auto, max) => h('p', 'cmt-field cmt-field-' + name,
       h('label', { for: 'cmt-' + name }, label, req ? [' ', h('span', { class: 'cmt-req', 'aria-hidden': 'true' }, '*')] : null), ' ',
@@ -83,7 +84,8 @@
         h('input', { type: 'text', id: 'cmt-homepage', name: 'homepage', tabindex: '-1', autocomplete: 'off', 'aria-hidden': 'true' })),
       token,
       h('p', 'cmt-cookies', saveBox, ' ', h('label', { for: 'cmt-save' }, 'Save my name, email, and website in this browser for the next time I comment.')),
-      status, h('p', 'cmt-submit', send));
+      status, h('p', 'cmt-submit', send),
+      h('p', 'cmt-notify', notifyBox, ' ', h('label', { for: 'cmt-notify' }, 'Notify me of follow-up comments by email.')));
     const respond = h('div', { id: 'respond', class: 'cmt-respond' },
       h('h3', { class: 'cmt-reply-title', id: 'cmt-reply-title' }, replyTitle, ' ', h('small', null, cancel)), form);
     const f = form.elements, val = k => f[k].value.trim();
@@ -267,7 +269,8 @@
         if (Date.now() - tokenAt > 6e5) await refresh();
         const r = await call('comments', 'POST', {
           page, body: val('comment'), author: val('author'), email: val('email'), url: val('url') || undefined,
-          parent: parentId || undefined, homepage: f.homepage.value, form_token: token.value || undefined
+          parent: parentId || undefined, homepage: f.homepage.value, form_token: token.value || undefined,
+          notify: notifyBox.checked || undefined
         }), j = r.j, s = r.status, err = j.error || {};
         if (r.ok) {
           const m = { id: j.id, edit_token: j.edit_token, page, created: Date.now() };

@@ -1,7 +1,7 @@
 """Every query and write of the service lives in this package; nothing else writes SQL."""
 
 from .audit import read_audit
-from .comments import NewComment, body_hash, email_lookups, stored_address, url_host, author_delete, author_edit, author_view, create_comment
+from .comments import NewComment, body_hash, email_lookups, ip_lookup, stored_address, url_host, author_delete, author_edit, author_view, create_comment
 from .common import rfc3339, utcnow
 from .keys import load_keys
 from .maintenance import Upkeep, run_upkeep, take_lease
@@ -18,7 +18,7 @@ from .threads import counts, public_comment, read_thread, thread_version
 from .tokens import TokenExists, authenticate, create_token, list_tokens, revoke_token
 
 __all__ = [
-    "DUPLICATE_MINUTES", "Evidence", "body_hash", "email_lookups", "prune_spam_model", "spam_evidence",
+    "DUPLICATE_MINUTES", "Evidence", "body_hash", "email_lookups", "ip_lookup", "prune_spam_model", "spam_evidence",
     "stored_address", "train_spam", "url_host",
     "Upkeep", "erase_person", "export_person", "read_audit", "remaining", "rotate_batch", "run_upkeep",
     "take_lease", "Change", "NewComment", "TokenExists", "author_delete", "author_edit", "author_view",

@@ -19,6 +19,7 @@ from ..errors import ApiError, not_found, validation_error
 from ..models import CommentIn, Rules, Status
 from ..moderation import Decision, Draft, SpamVerdict, decide
 from ..security import Keys, anonymise_ip
+from . import outbox
 from .common import bump_thread, comment_t, page_t, rate_t, record, reveal
 from .rules import read_rules
 
@@ -34,6 +35,7 @@ class NewComment:
     ip: str | None
     user_agent: str | None
     now: datetime
+    notify: bool = False  # the author asked for mail about approved replies
 
 
 def body_hash(body: str) -> str:
@@ -165,6 +167,7 @@ def create_comment(
             ).returning(comment_t.c.id)
         ).scalar_one()
         conn.execute(rate_t.insert(), [{"key": k, "created_at": now} for k in rate_keys])
+        outbox.comment_created(conn, db, comment_id, now, new.notify)  # its events, in this transaction
         if random.random() < 0.01:  # keep the rate table small without a separate job
             horizon = max(db.settings.rate[1], rules.flood_seconds, 60)
             conn.execute(rate_t.delete().where(rate_t.c.created_at < now - timedelta(seconds=horizon)))
@@ -212,8 +215,11 @@ def _known_author(conn: Connection, e_keys: list[str], other_than: int | None = 
 _AUTHOR_COLUMNS = (
     comment_t.c.id, comment_t.c.parent_id, comment_t.c.status, comment_t.c.author,
     comment_t.c.email, comment_t.c.url, comment_t.c.body_html, comment_t.c.created_at,
-    comment_t.c.page_id, comment_t.c.ip, comment_t.c.body,
+    comment_t.c.page_id, comment_t.c.ip, comment_t.c.body, comment_t.c.spam_score,
+    comment_t.c.spam_reasons, comment_t.c.learned,
 )
+# How strict a status is, for edits that may only keep or tighten a verdict.
+SEVERITY = {Status.approved.value: 0, Status.pending.value: 1, Status.spam.value: 2, Status.trash.value: 2}
 
 
 def author_status(status: str) -> str:
@@ -250,33 +256,43 @@ def _author_dict(conn: Connection, row: Any) -> dict[str, Any]:
     }
 
 
-Judge = Callable[[str, str, "str | None", "str | None", str], SpamVerdict]
+Judge = Callable[[str, str, "str | None", str, str], SpamVerdict]  # email, author, url, page, body
 
 
 def author_edit(
     db: Database, keys: Keys, comment_id: int, token: str | None, body: str, body_html: str,
     policy_version: int, links: int, now: datetime, judge: Judge | None = None,
 ) -> dict[str, Any]:
-    """Change the body; it is judged again by the rules and the spam filter, as a new comment would be."""
-    from .spam import forget_before_edit
+    """Change the body; it is judged again by the rules and the spam filter, as a new comment would
+    be. An edit can make the verdict stricter, never milder: a held comment stays held and one filed
+    as spam (by the filter or a moderator) stays spam, so editing cannot launder a comment."""
+    from .spam import forget_before_edit, learn_verdict
 
     with db.write() as conn:
         row, rules = _authorised(conn, keys, comment_id, token, now)
         email = reveal(db, row.email)
+        page = conn.execute(sa.select(page_t.c.key).where(page_t.c.id == row.page_id)).scalar_one()
         known = rules.auto_approve_known_authors and _known_author(conn, email_lookups(db, email), row.id)
         draft = Draft(body, row.author, email, row.url, row.ip, links)
-        verdict = judge(email, row.author, row.url, row.ip, body) if judge else None
+        verdict = judge(email, row.author, row.url, page, body) if judge else None
         decision: Decision = decide(draft, rules, known_author=known, spam=with_thresholds(verdict, rules))
+        status, score, reasons = decision.status.value, decision.score, decision.reasons
+        if SEVERITY[row.status] > SEVERITY[status]:
+            status = row.status
+            score = max(score, row.spam_score)
+            reasons = list(dict.fromkeys([*row.spam_reasons, *reasons]))
+        learned = row.learned
         forget_before_edit(conn, comment_id)
         conn.execute(
             comment_t.update().where(comment_t.c.id == comment_id).values(
                 body=body, body_html=body_html, body_hash=body_hash(body), policy_version=policy_version,
-                status=decision.status.value, spam_score=decision.score, spam_reasons=decision.reasons,
-                updated_at=now,
+                status=status, spam_score=score, spam_reasons=reasons, updated_at=now,
             )
         )
-        record(conn, now, "author", "author_edit", comment_id, row.status, decision.status.value)
-        if Status.approved.value in (row.status, decision.status.value):
+        if learned == "spam" and status == Status.spam.value:
+            learn_verdict(conn, comment_id, status)  # the moderator's verdict stands for the new text
+        record(conn, now, "author", "author_edit", comment_id, row.status, status)
+        if Status.approved.value in (row.status, status):
             bump_thread(conn, row.page_id)
         fresh = conn.execute(sa.select(*_AUTHOR_COLUMNS).where(comment_t.c.id == comment_id)).one()
         return _author_dict(conn, fresh)
@@ -289,11 +305,14 @@ def author_delete(db: Database, keys: Keys, comment_id: int, token: str | None, 
 
 
 def delete_comment_in(conn: Connection, row: Any, actor: str, now: datetime) -> None:
-    """Delete for good; replies are re-attached to the deleted comment's parent."""
+    """Delete for good; replies are re-attached to the deleted comment's parent (as it is now:
+    the parent may itself have been deleted earlier in the same transaction)."""
+    parent_id = conn.execute(sa.select(comment_t.c.parent_id).where(comment_t.c.id == row.id)).scalar()
     conn.execute(
-        comment_t.update().where(comment_t.c.parent_id == row.id).values(parent_id=row.parent_id)
+        comment_t.update().where(comment_t.c.parent_id == row.id).values(parent_id=parent_id)
     )
     conn.execute(comment_t.delete().where(comment_t.c.id == row.id))
     record(conn, now, actor, "delete", row.id, row.status, None)
+    outbox.comment_deleted(conn, row, now)
     if row.status == Status.approved.value:
         bump_thread(conn, row.page_id)

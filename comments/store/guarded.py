@@ -15,7 +15,7 @@ from ..errors import ApiError, not_found
 from ..models import STATUSES, Status
 from .comments import body_hash, delete_comment_in
 from .common import action_t, bump_thread, comment_t, record
-from .spam import learn_verdict
+from .spam import LABELS, forget_before_edit, learn_verdict
 
 PENDING = Status.pending.value
 APPROVED = Status.approved.value
@@ -57,8 +57,10 @@ def previous_status(conn: Connection, comment_id: int, current: str) -> str:
     return before if before in STATUSES and before != current else PENDING
 
 
-def _move(conn: Connection, row: Any, to: str | None, actor: str, now: datetime) -> str:
-    """Set the status (None: the one before) only if it is still row.status; the new status."""
+def _move(conn: Connection, row: Any, to: str | None, actor: str, now: datetime, undo: bool = False) -> str:
+    """Set the status (None: the one before) only if it is still row.status; the new status.
+    The spam filter learns from a move to spam or approved; an undo back to pending or trash also
+    takes back what the undone move taught it."""
     target = to or previous_status(conn, row.id, row.status)
     if target == row.status:
         return target
@@ -72,6 +74,8 @@ def _move(conn: Connection, row: Any, to: str | None, actor: str, now: datetime)
             raise not_found()
         raise Moved(row.id, current.status)
     record(conn, now, actor, "status", row.id, row.status, target)
+    if undo and target not in LABELS:
+        forget_before_edit(conn, row.id)
     learn_verdict(conn, row.id, target)
     if APPROVED in (row.status, target):
         bump_thread(conn, row.page_id)
@@ -79,20 +83,20 @@ def _move(conn: Connection, row: Any, to: str | None, actor: str, now: datetime)
 
 
 def set_status(db: Database, comment_id: int, to: str | None, expected: str | None, actor: str,
-               now: datetime) -> tuple[str, str]:
+               now: datetime, undo: bool = False) -> tuple[str, str]:
     """Move one comment to `to` (None: back to its previous status) if it is still `expected`;
-    (from, to), or Moved, or a 404."""
+    (from, to), or Moved, or a 404. undo: this move takes back the moderator's last one."""
     with db.write() as conn:
         row = _row(conn, comment_id)
         if row is None:
             raise not_found()
         if expected is not None and row.status != expected:
             raise Moved(comment_id, row.status)
-        return row.status, _move(conn, row, to, actor, now)
+        return row.status, _move(conn, row, to, actor, now, undo)
 
 
 def set_status_many(db: Database, ids: list[int], to: str | None, expected: str | None, actor: str,
-                    now: datetime) -> BulkResult:
+                    now: datetime, undo: bool = False) -> BulkResult:
     """set_status for many comments in one transaction; moved and missing ones are left alone."""
     result = BulkResult()
     with db.write() as conn:
@@ -108,7 +112,7 @@ def set_status_many(db: Database, ids: list[int], to: str | None, expected: str 
                 result.moved.append((comment_id, row.status))
             else:
                 try:
-                    result.changed.append((comment_id, row.status, _move(conn, row, to, actor, now)))
+                    result.changed.append((comment_id, row.status, _move(conn, row, to, actor, now, undo)))
                 except Moved as exc:
                     result.moved.append((comment_id, exc.current))
     return result

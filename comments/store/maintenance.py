@@ -12,6 +12,7 @@ from ..models import Status
 from ..security import anonymise_ip
 from .comments import delete_comment_in
 from .common import comment_t, insert_ignore, rate_t
+from .spam import prune as prune_spam_model
 
 lease_t: sa.Table = sa.table(
     "lease", sa.column("name", sa.String), sa.column("holder", sa.String), sa.column("until", sa.DateTime)
@@ -24,6 +25,7 @@ class Upkeep:
     anonymised: int
     purged: int
     rate_rows: int
+    pruned_features: int
 
 
 def take_lease(db: Database, name: str, holder: str, now: datetime, seconds: int) -> bool:
@@ -49,8 +51,10 @@ def anonymise_expired(db: Database, now: datetime) -> int:
                 .limit(BATCH)
             ).all()
             for row in rows:
-                conn.execute(comment_t.update().where(comment_t.c.id == row.id).values(
-                    ip=anonymise_ip(row.ip), ip_key=None, user_agent=None, personal_until=None))
+                # Compare-and-set: an erase committed since the read is not undone.
+                conn.execute(comment_t.update().where(
+                    comment_t.c.id == row.id, comment_t.c.ip == row.ip, comment_t.c.personal_until.is_not(None),
+                ).values(ip=anonymise_ip(row.ip), ip_key=None, user_agent=None, personal_until=None))
         done += len(rows)
         if len(rows) < BATCH:
             return done
@@ -91,4 +95,5 @@ def run_upkeep(db: Database, now: datetime) -> Upkeep:
         anonymised=anonymise_expired(db, now),
         purged=purge(db, now, db.settings.retention_days),
         rate_rows=prune_rate_events(db, now, horizon),
+        pruned_features=prune_spam_model(db),
     )

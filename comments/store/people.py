@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from ..db import Database
 from .comments import email_lookups
+from .spam import forget_before_edit
 from .common import action_t, bump_thread, comment_t, page_t, rate_t, record, reveal
 
 ANONYMOUS = "Anonymous"
@@ -57,6 +58,8 @@ def erase_person(
             sa.select(comment_t.c.id, comment_t.c.page_id, comment_t.c.status).where(comment_t.c.email_key.in_(keys))
         ).all()
         ids = [row.id for row in rows]
+        for comment_id in ids:  # what the model learned from them includes their name and website
+            forget_before_edit(conn, comment_id)
         if ids:
             values: dict[str, Any] = {
                 "author": ANONYMOUS, "email": "", "email_key": "", "url": None, "ip": None, "ip_key": None,

@@ -15,6 +15,7 @@ from ..models import STATUSES, Status
 from ..forms import normalise_email
 from .comments import body_hash, delete_comment_in, email_lookups, page_row, url_host
 from .spam import forget_before_edit, learn_verdict
+from . import outbox
 from .common import bump_thread, comment_t, page_t, record, reveal
 
 FULL_COLUMNS = (
@@ -147,6 +148,7 @@ def change_comment(db: Database, comment_id: int, change: Change, actor: str, no
             if "url" in values:
                 values["url_host"] = url_host(values["url"])
             conn.execute(comment_t.update().where(comment_t.c.id == comment_id).values(**values))
+            outbox.status_changed(conn, db, [(comment_id, row["status"], values.get("status"))], now)
             if Status.approved.value in (row["status"], values.get("status")):
                 bump_thread(conn, row["page_id"])
         if change.status is not None:  # confirming a status is a verdict too; learned once
@@ -176,6 +178,7 @@ def bulk_status(db: Database, ids: list[int], status: str, actor: str, now: date
                 continue
             conn.execute(comment_t.update().where(comment_t.c.id == comment_id).values(status=status, updated_at=now))
             record(conn, now, actor, "status", comment_id, row.status, status)
+            outbox.status_changed(conn, db, [(comment_id, row.status, status)], now)
             if Status.approved.value in (row.status, status):
                 pages.add(row.page_id)
         for page_id in pages:

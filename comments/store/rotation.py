@@ -31,6 +31,7 @@ def rotate_batch(db: Database) -> int:
         ).all()
         for row in rows:
             address = reveal(db, row.email)
-            conn.execute(comment_t.update().where(comment_t.c.id == row.id).values(
+            # Compare-and-set: an erase committed since the read is not undone.
+            conn.execute(comment_t.update().where(comment_t.c.id == row.id, comment_t.c.email == row.email).values(
                 email=ring.encrypt(address), email_key=ring.lookup("email:" + address.casefold())))
     return len(rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -14,7 +15,7 @@ from sqlalchemy.engine import Connection
 from .. import spam
 from ..db import Database
 from ..models import SpamFeature, SpamTotals, Status
-from .common import comment_t
+from .common import comment_t, page_t
 
 feature_t: sa.Table = SpamFeature.__table__  # type: ignore[attr-defined]
 totals_t: sa.Table = SpamTotals.__table__  # type: ignore[attr-defined]
@@ -35,7 +36,7 @@ class Evidence:
 
 def evidence(
     db: Database, feats: Sequence[str], email_keys: Sequence[str], url_host: str | None,
-    ip: str | None, body_hash: str, now: datetime,
+    ip_key: str | None, body_hash: str, page: str, now: datetime,
 ) -> Evidence:
     """The model's counts for these features, the author's history, and the same text elsewhere."""
     with db.read() as conn:
@@ -48,18 +49,23 @@ def evidence(
         who = [comment_t.c.email_key.in_(list(email_keys))]
         if url_host:
             who.append(comment_t.c.url_host == url_host)
-        if ip:
-            who.append(comment_t.c.ip == ip)
+        if ip_key:  # only while full addresses are kept: an anonymised /24 is many people
+            who.append(comment_t.c.ip_key == ip_key)
         history = dict(conn.execute(
             sa.select(comment_t.c.learned, sa.func.count()).where(sa.or_(*who), comment_t.c.learned.is_not(None))
             .group_by(comment_t.c.learned)).all())
         pages = conn.execute(
-            sa.select(sa.func.count(sa.distinct(comment_t.c.page_id))).where(
-                comment_t.c.body_hash == body_hash,
-                comment_t.c.created_at > now - timedelta(minutes=DUPLICATE_MINUTES))
+            sa.select(sa.func.count(sa.distinct(comment_t.c.page_id)))
+            .select_from(comment_t.join(page_t, comment_t.c.page_id == page_t.c.id))
+            .where(comment_t.c.body_hash == body_hash, page_t.c.key_hash != _page_hash(page),
+                   comment_t.c.created_at > now - timedelta(minutes=DUPLICATE_MINUTES))
         ).scalar_one()
     model = spam.TextModel(totals.spam_docs if totals else 0, totals.ham_docs if totals else 0, counts)
     return Evidence(model, int(history.get("spam", 0)), int(history.get("ham", 0)), int(pages) + 1)
+
+
+def _page_hash(page: str) -> str:
+    return hashlib.sha256(page.encode("utf-8")).hexdigest()
 
 
 def apply_deltas(conn: Connection, deltas: Iterable[spam.CountDelta]) -> None:
