@@ -125,7 +125,7 @@ class KeySource:
         self.path = path
         self._ring: Keyring | None = None
         self._stamp: float | None = None
-        self._checked = 0.0
+        self._checked: float | None = None
         self._lock = threading.Lock()
 
     @property
@@ -142,7 +142,7 @@ class KeySource:
                 self._ring = Keyring(tuple(parse_keys(self.env_keys, "COMMENTS_EMAIL_KEY")))
             return self._ring
         now = time.monotonic()
-        if self._ring is not None and now - self._checked < self.RECHECK_SECONDS:
+        if self._ring is not None and self._checked is not None and now - self._checked < self.RECHECK_SECONDS:
             return self._ring
         with self._lock:
             self._checked = now
@@ -158,7 +158,7 @@ class KeySource:
 
     def refresh(self) -> Keyring:
         """Re-read now (a value named a key id this process did not know yet)."""
-        self._checked = 0.0
+        self._checked = None
         self._stamp = None
         return self.ring()
 

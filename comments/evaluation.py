@@ -39,6 +39,7 @@ class Replay:
     refused: int  # answered 409 by the duplicate rule: never judged
     spam_threshold: float
     hold_threshold: float
+    scores: tuple[tuple[float, bool], ...] = ()  # (spam score, truly spam) of every judged comment
 
 
 def _author_email(author: str) -> str:
@@ -65,6 +66,7 @@ def replay(train: Sequence[str], test: Sequence[str], progress: Progress | None 
             train_files(service.db, train)
             total = sum(len(rows) for _, rows in tests)
             tp = fp = fn = tn = held = refused = done = 0
+            scores: list[tuple[float, bool]] = []
             for path, rows in tests:
                 page = "/corpus/" + Path(path).stem
                 for row in spam.in_time_order(rows):
@@ -82,6 +84,7 @@ def replay(train: Sequence[str], test: Sequence[str], progress: Progress | None 
                         continue
                     full = store.get_full(service.db, created["id"])
                     filed = full["status"] == "spam"
+                    scores.append((float(full["spam_score"]), row.is_spam))
                     held += (not filed) and bool(full["spam_score"] >= rules.hold_threshold)
                     if row.is_spam:
                         tp += filed
@@ -96,7 +99,8 @@ def replay(train: Sequence[str], test: Sequence[str], progress: Progress | None 
                         progress(done, total)
         finally:
             service.db.dispose()
-    return Replay(spam.Evaluation(tp, fp, fn, tn), held, refused, rules.spam_threshold, rules.hold_threshold)
+    return Replay(spam.Evaluation(tp, fp, fn, tn), held, refused, rules.spam_threshold, rules.hold_threshold,
+                  tuple(scores))
 
 
 def _last(rows: Sequence[spam.LabelledComment], row: spam.LabelledComment) -> datetime | None:

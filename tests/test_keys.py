@@ -65,6 +65,17 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+def instant_rechecks(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Workers in this process re-read the key file on every use, so the command's waits for other
+    workers to do so can be skipped: time.sleep only records how long it would have waited."""
+    import time
+
+    waits: list[float] = []
+    monkeypatch.setattr(KeySource, "RECHECK_SECONDS", 0)
+    monkeypatch.setattr(time, "sleep", waits.append)
+    return waits
+
+
 def no_serving(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """`comments serve` must stop before it serves: uvicorn.run only records that it was called."""
     import uvicorn
@@ -343,7 +354,7 @@ async def keyed(database_url: str, tmp_path: Path) -> Any:
 async def test_keys_rotate_puts_a_new_key_first_and_reencrypts_everything(
     keyed: KeyFileApp, cli: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], database_url: str,
 ) -> None:
-    cli.setattr(KeySource, "RECHECK_SECONDS", 0)
+    instant_rechecks(cli)
     key_file = keyed.settings.key_file
     ids = {email: await keyed.leave(email) for email in PEOPLE}
     await put_rules(keyed.mod, auto_approve_known_authors=True, flood_seconds=0)
@@ -409,7 +420,7 @@ async def test_an_interrupted_rotation_keeps_reads_working_and_resumes(
         assert key_ids(database_url) == {Keyring.key_id(new_key_), Keyring.key_id(old_key)}
         # both workers read every address, under either key
         assert await other.emails() == before
-        cli.setattr(KeySource, "RECHECK_SECONDS", 0)
+        instant_rechecks(cli)
         assert await keyed.emails() == before
         for email, comment_id in ids.items():
             assert comment_id in await keyed.search(email), email
@@ -466,7 +477,7 @@ async def test_a_worker_that_has_not_reread_the_key_file_still_finds_rotated_row
 def test_rotation_with_keys_in_the_variable(
     populated: str, cli: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    cli.setattr(KeySource, "RECHECK_SECONDS", 0)
+    instant_rechecks(cli)
     old_id = Keyring.key_id(parse_keys(TEST_EMAIL_KEY, "test")[0])
     assert key_ids(populated) == {old_id}
     # only the old key and nothing to rotate: the command explains how to add one

@@ -532,10 +532,14 @@ async def test_the_migration_encrypts_plain_emails(legacy_settings: Settings) ->
             r = await mod.get("/api/admin/comments", params={"status": "approved"})
             assert sorted(item["ip"] for item in r.json()["items"]) == ["2001:db8:9::", "203.0.113.0"]
             assert all(item["user_agent"] is None for item in r.json()["items"])
+        path = sqlite_path(legacy_settings)
+        if path is not None:  # the file and its WAL, while the app's engine is open ...
+            assert Path(str(path) + "-wal").stat().st_size > 0
+            for name, blob in read_files(path).items():
+                assert leaks(blob, list(LEGACY)) == [], name
     finally:
         service.db.dispose()
-    path = sqlite_path(legacy_settings)
-    if path is not None:
+    if path is not None:  # ... and once it is closed
         for name, blob in read_files(path).items():
             assert leaks(blob, list(LEGACY)) == [], name
 
