@@ -36,12 +36,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import sqlalchemy as sa
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from comments import spam, store  # noqa: E402
 from comments.crypto import new_key  # noqa: E402
+from comments.models import SpamFeature, SpamTotals  # noqa: E402
 from comments.service import Service  # noqa: E402
 from comments.settings import Settings  # noqa: E402
 
@@ -283,9 +285,6 @@ def pure_times(counts: spam.MemoryCounts, bodies: Sequence[dict[str, str]], repe
 
 def model_size(settings: Settings) -> tuple[int, int, int]:
     """(features, spam documents, ham documents) of a database's text model."""
-    from comments.models import SpamFeature, SpamTotals
-    import sqlalchemy as sa
-
     service = Service(settings)
     try:
         with service.db.read() as conn:
@@ -362,15 +361,15 @@ def main() -> int:
     print(f"machine: {os.cpu_count()} CPUs, load average {load_before:.1f} before and "
           f"{os.getloadavg()[0]:.1f} after (p99 on a busy machine measures the machine)")
     print()
-    print(f"{'':48}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}")
+    print(f"{'':52}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}")
     for label, table in (("POST /api/comments", http), ("Service.judge in-process", judged["once"]),
                          (f"Service.judge, best of {args.repeat}", judged["best"]),
                          ("Service.judge, CPU time", judged["cpu"]),
                          (f"features + scoring alone, best of {args.repeat}", pure)):
         empty, trained = summary(table["empty"]), summary(table["trained"])
-        print(f"{label + ', empty model':48}{empty[0]:9.2f}{empty[1]:9.2f}{empty[2]:9.2f}")
-        print(f"{label + ', trained model':48}{trained[0]:9.2f}{trained[1]:9.2f}{trained[2]:9.2f}")
-        print(f"{'  added by the trained model':48}{trained[0] - empty[0]:9.2f}{trained[1] - empty[1]:9.2f}"
+        print(f"{label + ', empty model':52}{empty[0]:9.2f}{empty[1]:9.2f}{empty[2]:9.2f}")
+        print(f"{label + ', trained model':52}{trained[0]:9.2f}{trained[1]:9.2f}{trained[2]:9.2f}")
+        print(f"{'  added by the trained model':52}{trained[0] - empty[0]:9.2f}{trained[1] - empty[1]:9.2f}"
               f"{trained[2] - empty[2]:9.2f}")
     return 0
 

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from comments import spam  # noqa: E402
 
-DATA = Path("/work/shared/data/spam")
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "spam"
 TUNING_FILES = ("Youtube01-Psy.csv", "Youtube02-KatyPerry.csv", "Youtube03-LMFAO.csv")
 FINAL_FILES = ("Youtube04-Eminem.csv", "Youtube05-Shakira.csv")
 MAX_CV_FPR = 0.01  # the spam threshold is the best pooled CV F1 at a pooled CV false-positive rate within this

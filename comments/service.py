@@ -109,7 +109,7 @@ class Service:
 
     def form_token(self, page: str) -> str:
         """A signed token for the comment form of this page, stamped with the time it was shown."""
-        return self.keys.sign("form", [_page_digest(page), int(time.time())])
+        return self.keys.sign("form", [_page_digest(page), int(time.time() * 1000)])
 
     def _form_signals(self, defence: forms.SpamFields, page: str, now: datetime) -> list[spam.Signal]:
         signals = [spam.honeypot_signal(defence.honeypot_filled)]
@@ -127,7 +127,7 @@ class Service:
         except (ValueError, TypeError):
             signals.append(spam.form_token_signal("bad_signature", None))
             return signals
-        age = time.time() - shown
+        age = time.time() - shown / 1000
         if digest != _page_digest(page):
             signals.append(spam.form_token_signal("other_page", None))
         elif age > FORM_TOKEN_SECONDS or age < -60:

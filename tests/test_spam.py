@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from comments import spam
 
-CORPUS = Path(os.environ.get("SPAM_CORPUS_DIR", "/work/shared/data/spam"))
+CORPUS = Path(os.environ.get("SPAM_CORPUS_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "spam"))
 TUNING_FILES = ("Youtube01-Psy.csv", "Youtube02-KatyPerry.csv", "Youtube03-LMFAO.csv")
 
 
