@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import jinja2
 from markupsafe import Markup
@@ -20,7 +19,8 @@ from starlette.routing import BaseRoute
 
 from . import adminsession as sess
 from . import forms, sanitize, store
-from .errors import STATUS_CODES, ApiError, error_response, validation_error
+from .adminsession import Refused, Visit, back_url, list_url, next_url
+from .errors import STATUS_CODES, ApiError, validation_error
 from .http import json_response, route
 from .models import STATUSES, Rules
 from .security import decode_cursor, encode_cursor
@@ -29,16 +29,6 @@ from .settings import Settings
 from .store import guarded
 
 HERE = Path(__file__).parent
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-       "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
-HEADERS = {
-    "Content-Security-Policy": CSP,
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",  # the pages show email addresses
-    "X-Content-Type-Options": "nosniff",
-    "Cross-Origin-Opener-Policy": "same-origin",
-}
 LABELS = {"pending": "Pending", "approved": "Approved", "spam": "Spam", "trash": "Trash"}
 # Each action and the status it moves a comment to (None: back to the status it had before).
 ACTIONS: dict[str, str | None] = {"approve": "approved", "unapprove": "pending", "spam": "spam",
@@ -63,40 +53,6 @@ RULE_LABELS = {
 STATIC = {"admin.js": "text/javascript; charset=utf-8", "admin.css": "text/css; charset=utf-8"}
 MAX_BULK = 1000
 PAGE_SIZE = 50
-BACK_KEYS = ("status", "page", "q", "cursor", "limit")
-
-
-@dataclass
-class Visit:
-    """One request of a signed-in moderator: the posted form (for POST), and what the answer needs."""
-
-    request: Request
-    service: Service
-    session: sess.Session
-    csrf: str
-    form: FormData | None
-    wants_json: bool
-    secure: bool
-    keep_session: bool = True
-
-    def field(self, name: str) -> str | None:
-        value = self.form.get(name) if self.form is not None else None
-        return value if isinstance(value, str) else None
-
-
-def _wants_json(request: Request) -> bool:
-    return "application/json" in request.headers.get("accept", "")
-
-
-def back_url(value: str | None, base: str = "/admin") -> str:
-    """A list URL of this page from a posted `back` query string: known keys only, never another site."""
-    pairs = [(k, v) for k, v in parse_qsl(value or "", keep_blank_values=False)[:10] if k in BACK_KEYS]
-    return base + ("?" + urlencode(pairs) if pairs else "")
-
-
-def list_url(**params: Any) -> str:
-    pairs = {k: v for k, v in params.items() if v not in (None, "")}
-    return "/admin" + ("?" + urlencode(pairs) if pairs else "")
 
 
 def article_url(page: str, origins: tuple[str, ...]) -> str | None:
@@ -217,7 +173,7 @@ class AdminWeb:
     # ---- sign-in --------------------------------------------------------------------------
 
     async def signin_form(self, request: Request) -> Response:
-        service = _service(request)
+        service = sess.service_of(request)
         session, _ = await run_in_threadpool(sess.load, service.db, service.keys,
                                              request.cookies.get(sess.COOKIE), store.utcnow())
         if session is not None:
@@ -227,12 +183,12 @@ class AdminWeb:
                                                  "next": next_url(request.query_params.get("next"))})
 
     async def signin(self, request: Request) -> Response:
-        service = _service(request)
+        service = sess.service_of(request)
         secure = sess.is_https(request, service.settings)
-        if request.headers.get("sec-fetch-site") == "cross-site":
-            return self.render("admin_signin.html", {"notice": None, "error": CROSS_SITE, "next": "/admin"}, 403)
+        if sess.cross_site(request):
+            return self.render("admin_signin.html", {"notice": None, "error": sess.CROSS_SITE, "next": "/admin"}, 403)
         try:
-            form = await _read_form(request)
+            form = await sess.read_form(request)
         except ApiError as exc:
             return self.render("admin_signin.html", {"notice": None, "error": exc.message, "next": "/admin"},
                                exc.status)
@@ -299,11 +255,12 @@ class AdminWeb:
                 raise ApiError(400, "cursor: not a cursor this service made") from None
         listing = store.list_comments(service.db, status, page, text, limit, after)
         parents = guarded.parent_openings(service.db, [c["parent"] for c in listing.items if c["parent"]])
-        next_url = None
+        later = None
         if listing.next_key is not None:
             made = encode_cursor(service.keys, [listing.next_key[0].isoformat(), listing.next_key[1], status])
-            next_url = list_url(status=status, page=page, q=text, cursor=made)
-        here = {"status": status, "page": page, "q": text, "cursor": cursor}
+            later = list_url(status=status, page=page, q=text, cursor=made)
+        here = {"status": status, "page": page, "q": text, "cursor": cursor,
+                "limit": limit if limit != PAGE_SIZE else None}
         return {
             "status": status, "page": page, "q": text, "labels": LABELS, "action_labels": ACTION_LABELS,
             "items": [item_view(c, parents, self.settings.site_origins) for c in listing.items],
@@ -311,7 +268,7 @@ class AdminWeb:
                       "url": list_url(status=s, page=page, q=text)} for s in STATUSES],
             "bulk_actions": [a for a in OFFERED[status] if a != "delete"],
             "back": urlencode({k: v for k, v in here.items() if v}),
-            "next_url": next_url, "first_url": list_url(status=status, page=page, q=text) if cursor else None,
+            "next_url": later, "first_url": list_url(status=status, page=page, q=text) if cursor else None,
             "clear_url": list_url(status=status),
         }
 
@@ -349,14 +306,15 @@ class AdminWeb:
             if v.field("confirm") != "yes":
                 return self.page(v, "admin_confirm.html", comment_id=comment_id, from_status=expected or "",
                                  back=back, back_query=v.field("back") or "")
-            was = await _missing(run_in_threadpool(guarded.delete_seen, db, comment_id, expected, actor, now),
-                                 comment_id)
+            was = await _checked(run_in_threadpool(guarded.delete_seen, db, comment_id, expected, actor, now),
+                                 comment_id, expected)
             return self.done(v, back, f"Deleted comment #{comment_id} for good.", [],
                              id=comment_id, **{"from": was, "to": None})
         target = self._target(v)
         undo = v.field("action") == "status"  # only Undo posts an explicit status
-        was, now_status = await _missing(
-            run_in_threadpool(guarded.set_status, db, comment_id, target, expected, actor, now, undo), comment_id)
+        was, now_status = await _checked(
+            run_in_threadpool(guarded.set_status, db, comment_id, target, expected, actor, now, undo),
+            comment_id, expected)
         if was == now_status:
             message = f"Comment #{comment_id} was already in {LABELS[was]}; nothing changed."
             offer: list[dict[str, Any]] = []
@@ -392,8 +350,8 @@ class AdminWeb:
         checked = forms.validated_edit(data, v.service.settings.max_body_chars, errors)
         if errors:
             raise validation_error(errors)
-        comment = await _missing(run_in_threadpool(v.service.edit_by_moderator, comment_id,
-                                                   store.Change(**checked), v.session.name), comment_id)
+        comment = await _checked(run_in_threadpool(v.service.edit_by_moderator, comment_id,
+                                                   store.Change(**checked), v.session.name), comment_id, None)
         message = f"Saved comment #{comment_id}."
         if not v.wants_json:
             return self.done(v, back_url(v.field("back")), message, [])
@@ -414,8 +372,8 @@ class AdminWeb:
                                        v.service.settings.max_body_chars, errors)
         if errors:
             raise validation_error(errors)
-        made = await _missing(run_in_threadpool(_publish_reply, v.service, comment_id, expected, checked["body"],
-                                                checked["author"], v.session.name), comment_id)
+        made = await _checked(run_in_threadpool(_publish_reply, v.service, comment_id, expected, checked["body"],
+                                                checked["author"], v.session.name), comment_id, expected)
         message = f"Published your reply #{made['id']} to comment #{comment_id}."
         if made["parent_was"] == "pending":
             message += f" Comment #{comment_id} is approved now."
@@ -483,50 +441,6 @@ class AdminWeb:
 
     # ---- plumbing ---------------------------------------------------------------------------
 
-    def guard(self, handler: Callable[[Visit], Awaitable[Response]], post: bool = False
-              ) -> Callable[[Request], Awaitable[Response]]:
-        """Run handler for a signed-in moderator (and, for POST, a good CSRF token); slide the session."""
-
-        async def endpoint(request: Request) -> Response:
-            service = _service(request)
-            secure = sess.is_https(request, service.settings)
-            wants_json = _wants_json(request)
-            if post and request.headers.get("sec-fetch-site") == "cross-site":
-                return self.problem(None, 403, CROSS_SITE) if wants_json else _plain(403, CROSS_SITE)
-            session, ended = await run_in_threadpool(sess.load, service.db, service.keys,
-                                                     request.cookies.get(sess.COOKIE), store.utcnow())
-            if session is None:
-                message = sess.ENDED.get(ended or "", "Sign in first.")
-                if post:
-                    message += " Nothing was changed."
-                response: Response = (error_response(401, "unauthorized", message, None) if wants_json
-                                      else RedirectResponse(_signin_url(request, ended, post), status_code=303))
-                if ended:
-                    sess.clear_session_cookie(response, secure)
-                return response
-            csrf = sess.csrf_token(service.keys, session)
-            visit = Visit(request, service, session, csrf, None, wants_json, secure)
-            try:
-                if post:
-                    visit.form = await _read_form(request)
-                    if not sess.csrf_ok(service.keys, session, visit.field("csrf") or request.headers.get("x-csrf-token")):
-                        return self.problem(visit, 403, BAD_CSRF)
-                response = await handler(visit)
-            except guarded.Moved as exc:
-                seen = visit.field("from_status") or "where you saw it"
-                response = self.problem(
-                    visit, 409, f"Comment #{exc.comment_id} is no longer in {LABELS.get(seen, seen)}: someone else "
-                    f"already moved it to {LABELS[exc.current]}. Nothing was changed.",
-                    back=back_url(visit.field("back")), current=exc.current, id=exc.comment_id)
-            except ApiError as exc:
-                response = self.problem(visit, exc.status, exc.message, exc.fields, back=back_url(visit.field("back")))
-                response.headers.update(exc.headers)
-            if visit.keep_session:
-                sess.set_session_cookie(response, sess.encode(service.keys, session), secure)
-            return response
-
-        return endpoint
-
     def static(self, name: str) -> Callable[[Request], Awaitable[Response]]:
         body, etag = self.assets[name], f'"{self.versions[name]}"'
 
@@ -539,53 +453,19 @@ class AdminWeb:
         return serve
 
 
-CROSS_SITE = "This request came from another site, so it was refused. Nothing was changed."
-BAD_CSRF = ("This form is out of date or did not come from this page (its security token is missing or wrong). "
-            "Nothing was changed. Reload the page and try again.")
 _TITLES = {400: "That request was not understood", 401: "Please sign in", 403: "Refused",
            404: "Not found", 409: "Someone was quicker", 422: "Please check what you entered",
            429: "Too many attempts"}
 
 
-def next_url(value: str | None) -> str:
-    """Where to go after signing in: one of this page's own views (with its filters), else the queue."""
-    parts = urlsplit(value or "")
-    if parts.scheme or parts.netloc or parts.path not in ("/admin", "/admin/settings"):
-        return "/admin"
-    return back_url(parts.query, parts.path)
-
-
-def _signin_url(request: Request, ended: str | None, post: bool) -> str:
-    params = {"ended": ended or ""}
-    if not post and request.url.path in ("/admin", "/admin/settings") and request.url.query:
-        params["next"] = next_url(f"{request.url.path}?{request.url.query}")
-    return list_url(**params).replace("/admin", "/admin/signin", 1)
-
-
-def _plain(status: int, message: str) -> Response:
-    return Response(message, status_code=status, media_type="text/plain; charset=utf-8")
-
-
-def _service(request: Request) -> Service:
-    return request.app.state.service  # type: ignore[no-any-return]
-
-
-async def _read_form(request: Request) -> FormData:
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if not content_type:
-        return FormData()  # nothing posted: the CSRF check refuses it
-    if content_type not in forms.FORM_TYPES:
-        raise ApiError(415, "send the page's form (application/x-www-form-urlencoded or multipart/form-data)")
-    try:
-        return await request.form(max_files=0, max_fields=MAX_BULK + 20)
-    except Exception:  # python-multipart raises several types for broken bodies
-        raise ApiError(400, "the form body cannot be parsed") from None
-
-
-async def _missing(call: Awaitable[Any], comment_id: int) -> Any:
-    """Await a store call about one comment; its 404 becomes a message that names the comment."""
+async def _checked(call: Awaitable[Any], comment_id: int, seen: str | None) -> Any:
+    """Await a store call about one comment; a missing or moved comment becomes a message naming it."""
     try:
         return await call
+    except guarded.Moved as exc:
+        where = LABELS.get(seen or "", "where you saw it")
+        raise Refused(409, f"Comment #{comment_id} is no longer in {where}: someone else already moved it to "
+                           f"{LABELS[exc.current]}. Nothing was changed.", current=exc.current, id=comment_id) from None
     except ApiError as exc:
         if exc.status == 404:
             raise ApiError(404, f"Comment #{comment_id} does not exist (it may have been deleted for good). "
@@ -617,27 +497,21 @@ def bulk_message(result: guarded.BulkResult) -> str:
 def routes(settings: Settings) -> list[BaseRoute]:
     """The moderators' web page: /admin and below."""
     web = AdminWeb(settings)
-    headers = _with_headers
+    headers = sess.with_headers
+
+    def guard(handler: sess.Handler, post: bool = False) -> sess.Endpoint:
+        return sess.guard(handler, web.problem, post)
+
     return [
-        route("/admin", GET=headers(web.guard(web.queue))),
+        route("/admin", GET=headers(guard(web.queue))),
         route("/admin/signin", GET=headers(web.signin_form), POST=headers(web.signin)),
-        route("/admin/signout", POST=headers(web.guard(web.signout, post=True))),
-        route("/admin/bulk", POST=headers(web.guard(web.bulk, post=True))),
-        route("/admin/comments/{comment_id}", POST=headers(web.guard(web.act, post=True))),
-        route("/admin/comments/{comment_id}/edit", POST=headers(web.guard(web.edit, post=True))),
-        route("/admin/comments/{comment_id}/reply", POST=headers(web.guard(web.reply, post=True))),
-        route("/admin/settings", GET=headers(web.guard(web.settings_page))),
-        route("/admin/rules", POST=headers(web.guard(web.save_rules, post=True))),
-        route("/admin/pages", POST=headers(web.guard(web.set_page, post=True))),
+        route("/admin/signout", POST=headers(guard(web.signout, post=True))),
+        route("/admin/bulk", POST=headers(guard(web.bulk, post=True))),
+        route("/admin/comments/{comment_id}", POST=headers(guard(web.act, post=True))),
+        route("/admin/comments/{comment_id}/edit", POST=headers(guard(web.edit, post=True))),
+        route("/admin/comments/{comment_id}/reply", POST=headers(guard(web.reply, post=True))),
+        route("/admin/settings", GET=headers(guard(web.settings_page))),
+        route("/admin/rules", POST=headers(guard(web.save_rules, post=True))),
+        route("/admin/pages", POST=headers(guard(web.set_page, post=True))),
         *[route(f"/admin/static/{name}", GET=web.static(name)) for name in STATIC],
     ]
-
-
-def _with_headers(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
-    async def endpoint(request: Request) -> Response:
-        response = await handler(request)
-        for name, value in HEADERS.items():
-            response.headers[name] = value
-        return response
-
-    return endpoint

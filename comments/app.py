@@ -60,6 +60,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             task.cancel()
             if delivery is not None:
                 delivery.cancel()
+                await asyncio.wait([delivery], timeout=30)  # the delivery under way ends first
             service.db.dispose()
 
     routes: list[BaseRoute] = [*public.routes(), *admin.routes(), *embed.routes(settings), *openapi.routes(),

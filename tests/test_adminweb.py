@@ -16,7 +16,8 @@ import sqlalchemy as sa
 
 from comments import adminsession, store
 from comments.security import token_hash
-from comments.store.common import action_t
+from comments.store import logins
+from comments.store.common import action_t, rate_t
 from comments.store.tokens import token_by_hash
 from conftest import Clients, approve, post
 
@@ -645,3 +646,16 @@ async def test_undo_takes_back_what_the_spam_filter_learned(clients: Clients, mo
     await moderator.act(comment_id, "approve", "pending")
     await moderator.act(comment_id, "status", "approved", to="pending")
     assert learned() is None
+
+
+def test_failed_sign_ins_outlive_the_rate_table_purge(service: Any) -> None:
+    now = store.utcnow()
+    key = logins.login_key("a-keyed-address")
+    for _ in range(adminsession.LOGIN_LIMIT):
+        logins.record_login_failure(service.db, key, adminsession.LOGIN_WINDOW_SECONDS, now)
+    with service.db.write() as conn:  # what the purge of old rate events does
+        conn.execute(rate_t.delete().where(rate_t.c.created_at < now - timedelta(seconds=60)))
+    limit, window = adminsession.LOGIN_LIMIT, adminsession.LOGIN_WINDOW_SECONDS
+    assert logins.login_retry_after(service.db, key, limit, now + timedelta(seconds=window - 300)) == 300
+    assert logins.login_retry_after(service.db, key, limit, now + timedelta(seconds=window + 1)) == 0
+    assert logins.login_retry_after(service.db, logins.login_key("another"), limit, now) == 0

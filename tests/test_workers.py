@@ -19,6 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
+from conftest import TEST_EMAIL_KEY
+
+from comments.crypto import Keyring, parse_keys
 
 pytestmark = pytest.mark.slow
 
@@ -109,6 +112,8 @@ def server(server_url: str, tmp_path: Path) -> Iterator[Server]:
     env.update({
         "COMMENTS_DATABASE_URL": server_url,
         "COMMENTS_TRUSTED_PROXIES": "127.0.0.1",
+        "COMMENTS_EMAIL_KEY": TEST_EMAIL_KEY,
+        "COMMENTS_IP_RETENTION_DAYS": "1",  # keep full addresses, so each reader's can be checked
         "COMMENTS_RATE_LIMIT": "1000/minute",
     })
     workdir = tmp_path / "cwd"
@@ -234,6 +239,8 @@ def test_two_workers_under_concurrent_load(server: Server, server_url: str) -> N
                 rows = conn.execute(sa.text("SELECT email, body FROM comment")).all()
         finally:
             engine.dispose()
+        ring = Keyring(tuple(parse_keys(TEST_EMAIL_KEY, "test key")))
+        rows = [(ring.decrypt(email), body) for email, body in rows]
         assert sorted(rows) == sorted((f"reader{n}@load.example", comment(n)["body"].strip())
                                       for n in range(TOTAL))
 
