@@ -194,8 +194,10 @@ def _person(request: Request) -> str:
 async def export_person(request: Request) -> Response:
     actor = await moderator(request)
     email = _person(request)
-    items = await run_in_threadpool(store.export_person, _service(request).db, email, actor, store.utcnow())
-    return json_response({"email": email, "comments": items}, headers=NO_STORE)
+    db = _service(request).db
+    items = await run_in_threadpool(store.export_person, db, email, actor, store.utcnow())
+    notices = await run_in_threadpool(store.subscriptions.subscription_state, db, email)
+    return json_response({"email": email, "comments": items, "reply_notices": notices}, headers=NO_STORE)
 
 
 async def erase_person(request: Request) -> Response:

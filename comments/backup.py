@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import IO, Any
 from xml.sax.saxutils import escape
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
 from . import __version__
@@ -21,6 +24,8 @@ VERSION = 1
 # Secrets, moderator tokens and short-lived working state stay out of every backup.
 EXCLUDED = {"secret", "moderator_token", "lease", "rate_event"}
 BATCH = 2000
+# What XML 1.0 cannot hold: a stored text may have U+FFFE or U+FFFF (the forms let them through).
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 Progress = Callable[[str, int], None]
 
@@ -42,13 +47,24 @@ def _encode(value: Any) -> Any:
     return value
 
 
+@contextmanager
+def _snapshot(db: Database) -> Iterator[Connection]:
+    """A read transaction that sees every table as of one moment, while the service keeps writing:
+    SQLite's read transactions do; PostgreSQL's default (READ COMMITTED) gives each query its own."""
+    with db.engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            yield conn
+
+
 def export_backup(db: Database, out: IO[bytes], progress: Progress | None = None) -> dict[str, int]:
     """Write every row of every table (emails as stored: encrypted) as JSON Lines; returns counts."""
     counts: dict[str, int] = {}
     header = {"format": FORMAT, "version": VERSION, "schema": current_revision(db.engine),
               "software": __version__, "tables": [str(t.name) for t in tables()]}
     out.write(orjson.dumps(header) + b"\n")
-    with db.read() as conn:
+    with _snapshot(db) as conn:
         for table in tables():
             n = 0
             key = list(table.primary_key.columns)
@@ -107,49 +123,59 @@ def restore_backup(db: Database, source: IO[bytes], progress: Progress | None = 
                           f"{current_revision(db.engine)}: restore with the same version of comments")
     counts: dict[str, int] = dict.fromkeys(known, 0)
     ended = None
-    with db.write() as conn:
-        for table in known.values():
-            if conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one():
-                raise BackupError(f"the database is not empty (table {table.name} has rows): restore into "
-                                  "a fresh database")
-        pending: dict[str, list[dict[str, Any]]] = {}
-        for number, data in lines:
-            if "end" in data:
-                ended = data["end"]
-                continue
-            table = known.get(data.get("t", ""))
-            if table is None or not isinstance(data.get("r"), dict):
-                raise BackupError(f"line {number}: not a row of a known table")
-            pending.setdefault(table.name, []).append(_decode(table, data["r"], number))
-            if len(pending[table.name]) >= BATCH:
-                _flush(conn, known, pending, counts, progress)
-        _flush(conn, known, pending, counts, progress)
-        if ended is None:
-            raise BackupError("the file is cut short (no end line): nothing was restored")
-        if {k: v for k, v in ended.items()} != {k: counts.get(k, 0) for k in ended}:
-            raise BackupError("the row counts do not match the end line: nothing was restored")
-        if conn.dialect.name == "postgresql":
+    try:
+        with db.write() as conn:
             for table in known.values():
-                key = list(table.primary_key.columns)
-                if len(key) == 1 and isinstance(key[0].type, sa.Integer):
-                    conn.execute(sa.text(
-                        f"SELECT setval(pg_get_serial_sequence('{table.name}', '{key[0].name}'), "
-                        f"COALESCE((SELECT MAX({key[0].name}) FROM {table.name}), 0) + 1, false)"))
+                if conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one():
+                    raise BackupError(f"the database is not empty (table {table.name} has rows): restore into "
+                                      "a fresh database")
+            pending: dict[str, list[dict[str, Any]]] = {}
+            parents: list[dict[str, int]] = []
+            for number, data in lines:
+                if "end" in data:
+                    ended = data["end"]
+                    continue
+                table = known.get(data.get("t", ""))
+                if table is None or not isinstance(data.get("r"), dict):
+                    raise BackupError(f"line {number}: not a row of a known table")
+                pending.setdefault(table.name, []).append(_decode(table, data["r"], number))
+                if len(pending[table.name]) >= BATCH:
+                    _flush(conn, known, pending, counts, parents, progress)
+            _flush(conn, known, pending, counts, parents, progress)
+            # Once every comment is in: an imported reply may have a smaller id than its parent.
+            if parents:
+                conn.execute(comment_t.update().where(comment_t.c.id == sa.bindparam("reply"))
+                             .values(parent_id=sa.bindparam("parent")), parents)
+            if ended is None:
+                raise BackupError("the file is cut short (no end line): nothing was restored")
+            if {k: v for k, v in ended.items()} != {k: counts.get(k, 0) for k in ended}:
+                raise BackupError("the row counts do not match the end line: nothing was restored")
+            if conn.dialect.name == "postgresql":
+                for table in known.values():
+                    key = list(table.primary_key.columns)
+                    if len(key) == 1 and isinstance(key[0].type, sa.Integer):
+                        conn.execute(sa.text(
+                            f"SELECT setval(pg_get_serial_sequence('{table.name}', '{key[0].name}'), "
+                            f"COALESCE((SELECT MAX({key[0].name}) FROM {table.name}), 0) + 1, false)"))
+    except sa.exc.StatementError as exc:
+        if isinstance(exc, sa.exc.OperationalError):
+            raise  # the database does not answer: not the file's fault
+        raise BackupError(f"the rows do not fit together or this database ({type(exc).__name__}): "
+                          "nothing was restored") from None
     return counts
 
 
 def _flush(conn: Any, known: dict[str, sa.Table], pending: dict[str, list[dict[str, Any]]],
-           counts: dict[str, int], progress: Progress | None) -> None:
-    # Parents first: a batch of comments may refer to a page or parent comment in an earlier batch.
+           counts: dict[str, int], parents: list[dict[str, int]], progress: Progress | None) -> None:
+    # Parents first: a batch of comments may refer to a page in an earlier batch. Comments go in
+    # without their parent, noted in parents for the caller to set once all comments are in.
     for name in [t.name for t in known.values()]:
         rows = pending.pop(name, [])
         if not rows:
             continue
         if name == "comment":
-            parents = [(r["id"], r["parent_id"]) for r in rows if r.get("parent_id")]
+            parents += [{"reply": r["id"], "parent": r["parent_id"]} for r in rows if r.get("parent_id")]
             conn.execute(known[name].insert(), [{**r, "parent_id": None} for r in rows])
-            for comment_id, parent_id in parents:
-                conn.execute(comment_t.update().where(comment_t.c.id == comment_id).values(parent_id=parent_id))
         else:
             conn.execute(known[name].insert(), rows)
         counts[name] += len(rows)
@@ -166,15 +192,15 @@ def export_wxr(db: Database, out: IO[bytes], site: str, progress: Progress | Non
           b'xmlns:content="http://purl.org/rss/1.0/modules/content/" '
           b'xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:wp="http://wordpress.org/export/1.2/">\n'
           b"<channel>\n<wp:wxr_version>1.2</wp:wxr_version>\n")
-    write(f"<link>{escape(site)}</link>\n<wp:base_site_url>{escape(site)}</wp:base_site_url>\n".encode())
+    write(f"<link>{_text(site)}</link>\n<wp:base_site_url>{_text(site)}</wp:base_site_url>\n".encode())
     statuses = {"approved": "1", "pending": "0", "spam": "spam", "trash": "trash"}
     total = 0
-    with db.read() as conn:
+    with _snapshot(db) as conn:
         pages = conn.execute(sa.select(page_t.c.id, page_t.c.key, page_t.c.closed).order_by(page_t.c.id)).all()
         for post_id, page in enumerate(pages, 1):
             link = site + (page.key if page.key.startswith("/") else "/" + page.key)
-            write(f"<item>\n<title>{escape(page.key)}</title>\n<link>{escape(link)}</link>\n"
-                  f"<guid isPermaLink=\"false\">{escape(link)}</guid>\n<wp:post_id>{post_id}</wp:post_id>\n"
+            write(f"<item>\n<title>{_text(page.key)}</title>\n<link>{_text(link)}</link>\n"
+                  f"<guid isPermaLink=\"false\">{_text(link)}</guid>\n<wp:post_id>{post_id}</wp:post_id>\n"
                   f"<wp:post_type>post</wp:post_type>\n<wp:status>publish</wp:status>\n"
                   f"<wp:comment_status>{'closed' if page.closed else 'open'}</wp:comment_status>\n".encode())
             rows = conn.execute(sa.select(comment_t).where(comment_t.c.page_id == page.id).order_by(comment_t.c.id))
@@ -184,9 +210,9 @@ def export_wxr(db: Database, out: IO[bytes], site: str, progress: Progress | Non
                 write(("<wp:comment>\n"
                        f"<wp:comment_id>{row.id}</wp:comment_id>\n"
                        f"<wp:comment_author><![CDATA[{_cdata(row.author)}]]></wp:comment_author>\n"
-                       f"<wp:comment_author_email>{escape(email)}</wp:comment_author_email>\n"
-                       f"<wp:comment_author_url>{escape(row.url or '')}</wp:comment_author_url>\n"
-                       f"<wp:comment_author_IP>{escape(row.ip or '')}</wp:comment_author_IP>\n"
+                       f"<wp:comment_author_email>{_text(email)}</wp:comment_author_email>\n"
+                       f"<wp:comment_author_url>{_text(row.url or '')}</wp:comment_author_url>\n"
+                       f"<wp:comment_author_IP>{_text(row.ip or '')}</wp:comment_author_IP>\n"
                        f"<wp:comment_date>{date}</wp:comment_date>\n"
                        f"<wp:comment_date_gmt>{date}</wp:comment_date_gmt>\n"
                        f"<wp:comment_content><![CDATA[{_cdata(row.body)}]]></wp:comment_content>\n"
@@ -203,4 +229,8 @@ def export_wxr(db: Database, out: IO[bytes], site: str, progress: Progress | Non
 
 
 def _cdata(text: str) -> str:
-    return text.replace("]]>", "]]]]><![CDATA[>")
+    return _NOT_XML.sub("", text).replace("]]>", "]]]]><![CDATA[>")
+
+
+def _text(text: str) -> str:
+    return escape(_NOT_XML.sub("", text))

@@ -72,18 +72,8 @@ def _errors(*codes: str, body: bool = False) -> dict[str, Any]:
     return {str(status_of[c]): {"$ref": f"#/components/responses/{c}"} for c in wanted} | COMMON_ERRORS
 
 
-# Text fields may not hold control characters (a body may hold tabs and line breaks); white
-# space around them is trimmed before they are checked, control characters that count as white
-# space included.
-_EDGE = r"[\s\x1c-\x1f]*"
-ONE_LINE = rf"^{_EDGE}[^\x00-\x1f\x7f\u2028\u2029]*{_EDGE}$"
-MULTILINE = rf"^{_EDGE}[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*{_EDGE}$"
-
-
-def _text(max_length: int, description: str = "", pattern: str | None = None) -> Schema:
+def _text(max_length: int, description: str = "") -> Schema:
     schema: Schema = {"type": "string", "minLength": 1, "maxLength": max_length}
-    if pattern:
-        schema["pattern"] = pattern
     return schema | ({"description": description} if description else {})
 
 
@@ -146,7 +136,9 @@ SCHEMAS: dict[str, Schema] = {
         "next": {"type": ["string", "null"], "description": "pass back as `cursor` for the next page"},
         "closed": {"type": "boolean", "description": "the page takes no new comments"},
     }, required=["page", "total", "comments", "next"]),
-    "AuthorComment": _object(PUBLIC_FIELDS | {"status": {"type": "string", "enum": ["pending", "approved"]}}),
+    "AuthorComment": _object(PUBLIC_FIELDS | {"status": {"type": "string", "enum": ["pending", "approved"]},
+                                              "body": {"type": "string", "description": "as its author wrote it"}},
+                             required=[*PUBLIC_FIELDS, "status"]),
     "NewComment": _object(PUBLIC_FIELDS | {
         "status": {"type": "string", "enum": ["pending", "approved"]},
         "edit_token": {"type": "string", "description": "send as X-Edit-Token to see, edit or delete it"},
@@ -157,13 +149,13 @@ SCHEMAS: dict[str, Schema] = {
                        "WordPress's names work too: comment (body), comment_post_ID (page), "
                        "comment_parent (parent); a form may add redirect_to.",
         "properties": {
-            "page": _text(1024, pattern=ONE_LINE),
-            "body": _text(1_000_000, "1 to COMMENTS_MAX_BODY_CHARS characters", MULTILINE),
-            "author": _text(245, pattern=ONE_LINE),
+            "page": _text(1024),
+            "body": _text(1_000_000, "1 to COMMENTS_MAX_BODY_CHARS characters"),
+            "author": _text(245),
             "email": _text(254, "a valid address; never published") | {"format": "email"},
             "url": {"type": ["string", "null"], "maxLength": 200, "description": "http(s) only"},
             "parent": {"type": ["integer", "string", "null"], "description": "0 or empty means none"},
-            "comment": _text(1_000_000, pattern=MULTILINE), "comment_post_ID": _text(1024, pattern=ONE_LINE),
+            "comment": _text(1_000_000), "comment_post_ID": _text(1024),
             "comment_parent": {"type": ["integer", "string", "null"]},
             "redirect_to": {"type": "string"},
         },
@@ -171,7 +163,7 @@ SCHEMAS: dict[str, Schema] = {
                   {"anyOf": [{"required": ["body"]}, {"required": ["comment"]}]},
                   {"required": ["author", "email"]}],
     },
-    "BodyEdit": {"type": "object", "required": ["body"], "properties": {"body": _text(1_000_000, pattern=MULTILINE)},
+    "BodyEdit": {"type": "object", "required": ["body"], "properties": {"body": _text(1_000_000)},
                  "not": {"required": ["status"]}},
     "Counts": _object({s: {"type": "integer", "minimum": 0} for s in STATUS["enum"]}),
     "FullComment": _object(PUBLIC_FIELDS | {
@@ -185,7 +177,7 @@ SCHEMAS: dict[str, Schema] = {
         "next": {"type": ["string", "null"]}, "counts": _ref("Counts"),
     }),
     "CommentChange": {"type": "object", "properties": {
-        "status": STATUS, "body": _text(1_000_000, pattern=MULTILINE), "author": _text(245, pattern=ONE_LINE),
+        "status": {"type": ["string", "null"], "enum": [*STATUS["enum"], None], "description": "null leaves it"}, "body": _text(1_000_000), "author": _text(245),
         "url": {"type": ["string", "null"], "maxLength": 200, "description": "null or \"\" removes it"},
     }},
     "Bulk": {"type": "object", "required": ["ids", "status"], "properties": {
@@ -194,6 +186,26 @@ SCHEMAS: dict[str, Schema] = {
     "Rules": _object(RULES),
     "RulesIn": {"type": "object", "required": list(RULES), "properties": RULES,
                 "description": "every rule, always: PUT replaces the whole set"},
+    "FormToken": _object({"token": {"type": "string"}, "page": {"type": "string"}}),
+    "PersonExport": _object({"email": {"type": "string"}, "comments": {"type": "array", "items": {
+        "type": "object", "required": ["id", "page", "status", "author", "email", "body", "created_at"]}}}),
+    "Erased": _object({"erased": {"type": "integer", "minimum": 0}}),
+    "AuditList": _object({"items": {"type": "array", "items": {
+        "type": "object", "required": ["id", "created_at", "actor", "action", "comment_id", "from", "to"]}},
+        "next": {"type": ["string", "null"]}}),
+    "OutboxItem": {"type": "object", "required": ["id", "kind", "status", "attempts", "created_at"]},
+    "OutboxList": _object({"items": {"type": "array", "items": _ref("OutboxItem")},
+                           "next": {"type": ["string", "null"]},
+                           "counts": {"type": "object", "additionalProperties": {"type": "integer"}}}),
+    "Webhook": {"type": "object", "required": ["id", "url", "events", "created_at"],
+                "properties": {"id": ID, "url": {"type": "string"}, "events": {"type": "array", "items": {"type": "string"}},
+                               "secret": {"type": "string", "description": "shown once, when it is made"}}},
+    "WebhookList": _object({"items": {"type": "array", "items": _ref("Webhook")},
+                            "events": {"type": "array", "items": {"type": "string"}}}),
+    "WebhookIn": {"type": "object", "required": ["url", "events"], "properties": {
+        "url": {"type": "string", "description": "https, or http to an allowed network"},
+        "events": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+        "secret": {"type": "string", "minLength": 16, "maxLength": 200, "description": "made for you if left out"}}},
     "PageState": _object({"page": {"type": "string"}, "closed": {"type": "boolean"}, "counts": _ref("Counts")}),
     "PageList": _object({"items": {"type": "array", "items": _ref("PageState")},
                          "next": {"type": ["string", "null"]}}),
@@ -306,6 +318,41 @@ PATHS: dict[str, Schema] = {
         "patch": _admin("close a page to new comments, or open it", {"200": _answer("the page", _ref("PageState"))},
                         "validation_error", body=True, parameters=[PAGE_QUERY],
                         requestBody=_body(_object({"closed": {"type": "boolean"}}, closed=False))),
+    },
+    "/api/form-token": {
+        "get": _op("a signed token for the comment form of a page (spam defence)", {
+            "200": _answer("the token", _ref("FormToken"))} | _errors("validation_error"), parameters=[PAGE_QUERY]),
+    },
+    "/api/admin/people": {
+        "parameters": [_query("email", _text(254), required=True)],
+        "get": _admin("everything stored about one address (the export is recorded)", {
+            "200": _answer("the address's comments, full", _ref("PersonExport"))}, "validation_error"),
+        "delete": _admin("anonymise every comment by one address", {"200": _answer("how many", _ref("Erased"))},
+                         "validation_error", parameters=[_query("body", {"type": "string", "enum": ["keep", "replace"]})]),
+    },
+    "/api/admin/audit": {
+        "get": _admin("the record of moderators' actions, newest first", {
+            "200": _answer("one page of it", _ref("AuditList"))}, "validation_error", parameters=[
+            _query("actor", {"type": "string", "maxLength": 100}), _query("action", {"type": "string", "maxLength": 100}),
+            _query("comment", ID), _query("since", TIME), _query("until", TIME), LIMIT, CURSOR]),
+    },
+    "/api/admin/outbox": {
+        "get": _admin("notifications and webhook deliveries, newest first", {
+            "200": _answer("one page of them, with counts per status", _ref("OutboxList"))}, "validation_error",
+            parameters=[_query("status", {"type": "string"}), LIMIT, CURSOR]),
+    },
+    "/api/admin/outbox/{event_id}/retry": {
+        "post": _admin("try a failed delivery again", {"200": _answer("the delivery", _ref("OutboxItem"))}, "not_found",
+                       parameters=[{"name": "event_id", "in": "path", "required": True, "schema": ID}]),
+    },
+    "/api/admin/webhooks": {
+        "get": _admin("the webhooks and the events they can ask for", {"200": _answer("webhooks", _ref("WebhookList"))}),
+        "post": _admin("add a webhook", {"201": _answer("the webhook, with its secret", _ref("Webhook"))},
+                       "validation_error", "duplicate", body=True, requestBody=_body(_ref("WebhookIn"))),
+    },
+    "/api/admin/webhooks/{webhook_id}": {
+        "delete": _admin("remove a webhook", NO_CONTENT, "not_found",
+                         parameters=[{"name": "webhook_id", "in": "path", "required": True, "schema": ID}]),
     },
     "/embed.js": {"get": _asset("text/javascript")},
     "/embed.css": {"get": _asset("text/css")},

@@ -326,7 +326,7 @@ class TestSmtpDown:
         return {**MAIL, "smtp_port": down.port}
 
     async def test_comments_are_accepted_at_full_speed_and_mail_goes_once_smtp_is_back(
-        self, clients: Clients, service: Service, down: MailServer
+        self, clients: Clients, service: Service, down: MailServer, caplog: pytest.LogCaptureFixture
     ) -> None:
         # First a mail server that hangs: it takes connections and never answers. Posting must not notice.
         hung = socket.socket()
@@ -362,6 +362,8 @@ class TestSmtpDown:
         assert len(messages) == 10
         assert sorted(str(m["Subject"]).rsplit(" ", 1)[1] for m in messages) == sorted(f"/down/{n}" for n in range(10))
         assert {r.status for r in outbox_rows(service)} == {"done"}
+        logged = [r.getMessage() for r in caplog.records if r.name.startswith("comments.notify")]
+        assert logged and not any("@" in line for line in logged)  # failures logged, never an address
 
 
 class TestTemplates:

@@ -7,8 +7,10 @@ import logging
 import os
 import random
 import socket
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -60,6 +62,7 @@ class Worker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.batch = batch
         self.lease_seconds = lease_seconds
+        self.halt = threading.Event()  # set when the process stops: finish the delivery under way, no more
         self._senders = {outbox.WEBHOOK: self._webhook, outbox.HELD: self._held, outbox.DIGEST: self._digest,
                          outbox.CONFIRM: self._confirm, outbox.REPLY: self._reply}
 
@@ -78,8 +81,8 @@ class Worker:
         items = outbox.claim(self.db, claim, now, self.batch, self.lease_seconds)
         started = time.monotonic()
         for index, item in enumerate(items):
-            if time.monotonic() - started > self.lease_seconds / 2:
-                for rest in items[index:]:  # give the rest back before our claim could lapse
+            if self.halt.is_set() or time.monotonic() - started > self.lease_seconds / 2:
+                for rest in items[index:]:  # give the rest back (stopping, or before our claim lapses)
                     outbox.release(self.db, rest)
                 return index
             self.deliver(item, now)
@@ -109,10 +112,9 @@ class Worker:
         except (mail.MailError, webhooks.WebhookError) as exc:
             error, permanent = exc.reason, exc.permanent
         except KeyError:
-            error, permanent = f"unknown kind {item.kind}", True
+            error, permanent = f"malformed delivery ({item.kind})", True
         except Exception as exc:  # noqa: BLE001 - one bad delivery must not stop the others
-            error = type(exc).__name__
-            log.exception("delivery %d (%s) raised", item.id, item.kind)
+            error = type(exc).__name__  # the type only: a message or traceback could quote an address
         status = outbox.finish(self.db, item, now, error, permanent=permanent, max_tries=max_tries,
                                jitter=random.random())
         if error:
@@ -202,19 +204,31 @@ class Worker:
         mail.send(self.settings, [mail.Mail(notice.to.email, subject, text, html, headers)])
 
 
+async def _in_thread(worker: Worker, func: Callable[..., Any], *args: Any) -> Any:
+    """func in the threadpool; if the loop is cancelled meanwhile, the worker stops after the
+    delivery under way and this waits for it, so no connection is left checked out."""
+    step = asyncio.ensure_future(run_in_threadpool(func, *args))
+    try:
+        return await asyncio.shield(step)
+    except asyncio.CancelledError:
+        worker.halt.set()
+        await asyncio.wait([step])
+        raise
+
+
 async def worker_loop(service: Service, stop: asyncio.Event | None = None, poll: float = POLL_SECONDS) -> None:
-    """Deliver until stopped: at once while work is due, else every `poll` seconds; survives outages."""
+    """Deliver until stopped (or cancelled): at once while work is due, else every `poll` seconds;
+    survives outages."""
     worker = Worker(service)
     stop = stop or asyncio.Event()
     pruned = 0.0
     while not stop.is_set():
         done = 0
         try:
-            done = await run_in_threadpool(worker.run_once)
+            done = await _in_thread(worker, worker.run_once)
             if time.monotonic() - pruned > PRUNE_SECONDS:
-                now = store.utcnow()
-                await run_in_threadpool(outbox.prune, service.db, now)
-                await run_in_threadpool(subscriptions.prune_links, service.db, now)
+                await _in_thread(worker, outbox.prune, service.db, store.utcnow())
+                await _in_thread(worker, subscriptions.prune_links, service.db, store.utcnow())
                 pruned = time.monotonic()
         except Exception as exc:  # noqa: BLE001 - the loop must survive a database outage
             log.warning("outbox worker: %s; will try again", type(exc).__name__)

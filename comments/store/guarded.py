@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 from ..db import Database
 from ..errors import ApiError, not_found
 from ..models import STATUSES, Status
+from . import outbox
 from .comments import body_hash, delete_comment_in
 from .common import action_t, bump_thread, comment_t, record
 from .spam import LABELS, forget_before_edit, learn_verdict
@@ -57,7 +58,8 @@ def previous_status(conn: Connection, comment_id: int, current: str) -> str:
     return before if before in STATUSES and before != current else PENDING
 
 
-def _move(conn: Connection, row: Any, to: str | None, actor: str, now: datetime, undo: bool = False) -> str:
+def _move(conn: Connection, db: Database, row: Any, to: str | None, actor: str, now: datetime,
+          undo: bool = False) -> str:
     """Set the status (None: the one before) only if it is still row.status; the new status.
     The spam filter learns from a move to spam or approved; an undo back to pending or trash also
     takes back what the undone move taught it."""
@@ -74,6 +76,7 @@ def _move(conn: Connection, row: Any, to: str | None, actor: str, now: datetime,
             raise not_found()
         raise Moved(row.id, current.status)
     record(conn, now, actor, "status", row.id, row.status, target)
+    outbox.status_changed(conn, db, [(row.id, row.status, target)], now)
     if undo and target not in LABELS:
         forget_before_edit(conn, row.id)
     learn_verdict(conn, row.id, target)
@@ -92,7 +95,7 @@ def set_status(db: Database, comment_id: int, to: str | None, expected: str | No
             raise not_found()
         if expected is not None and row.status != expected:
             raise Moved(comment_id, row.status)
-        return row.status, _move(conn, row, to, actor, now, undo)
+        return row.status, _move(conn, db, row, to, actor, now, undo)
 
 
 def set_status_many(db: Database, ids: list[int], to: str | None, expected: str | None, actor: str,
@@ -112,7 +115,7 @@ def set_status_many(db: Database, ids: list[int], to: str | None, expected: str 
                 result.moved.append((comment_id, row.status))
             else:
                 try:
-                    result.changed.append((comment_id, row.status, _move(conn, row, to, actor, now, undo)))
+                    result.changed.append((comment_id, row.status, _move(conn, db, row, to, actor, now, undo)))
                 except Moved as exc:
                     result.moved.append((comment_id, exc.current))
     return result
@@ -155,7 +158,7 @@ def site_reply(db: Database, reply: SiteReply, actor: str, now: datetime) -> dic
             raise ApiError(422, f"a comment in {parent.status} cannot be replied to; restore it first",
                            fields={"parent": "is not pending or approved"})
         if parent.status == PENDING:
-            _move(conn, parent, APPROVED, actor, now)
+            _move(conn, db, parent, APPROVED, actor, now)
         # The site has no email address: stored like an erased one (empty address, empty lookup key).
         new_id = conn.execute(
             comment_t.insert().values(
@@ -167,6 +170,7 @@ def site_reply(db: Database, reply: SiteReply, actor: str, now: datetime) -> dic
             ).returning(comment_t.c.id)
         ).scalar_one()
         record(conn, now, actor, "site_reply", new_id, None, APPROVED)
+        outbox.comment_created(conn, db, new_id, now)
         bump_thread(conn, parent.page_id)
     return {"id": int(new_id), "page_id": int(parent.page_id), "parent_was": str(parent.status)}
 

@@ -94,9 +94,11 @@ def _row(db: Database, ring: Any, item: Prepared, page_id: int, keep_days: int, 
 
 
 def link_parents(conn: Connection) -> int:
-    """Link every imported comment whose parent has arrived (earlier in the file or in the database)."""
+    """Link every imported comment whose parent has arrived (earlier in the file or in the database)
+    on the same page: a parent on another page is no parent (finish() makes such replies top level)."""
     parent = comment_t.alias("parent")
-    found = (sa.select(parent.c.id).where(parent.c.origin_key == comment_t.c.origin_parent_key)
+    found = (sa.select(parent.c.id).where(parent.c.origin_key == comment_t.c.origin_parent_key,
+                                          parent.c.page_id == comment_t.c.page_id)
              .scalar_subquery())
     return int(conn.execute(
         comment_t.update()

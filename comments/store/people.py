@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from ..db import Database
 from .comments import email_lookups
+from . import subscriptions
 from .spam import forget_before_edit
 from .common import action_t, bump_thread, comment_t, page_t, rate_t, record, reveal
 
@@ -76,6 +77,7 @@ def erase_person(
             for page_id in {row.page_id for row in rows if row.status == "approved"}:
                 bump_thread(conn, page_id)
         conn.execute(rate_t.delete().where(rate_t.c.key.in_(["email:" + k[:60] for k in keys])))
+        subscriptions.forget(conn, keys)  # reply notices: the address and what it watched
         record(conn, now, actor, "erase", None, None,
                f"{_reference(keys)}: {len(ids)} comments, body {'kept' if keep_body else 'replaced'}")
     return len(ids)

@@ -21,7 +21,15 @@ def remaining(db: Database) -> int:
 
 
 def rotate_batch(db: Database) -> int:
-    """Re-encrypt up to one batch in one transaction; 0 when none are left. Safe to interrupt and rerun."""
+    """Re-encrypt up to one batch in one transaction (comments first, then reply-notice subscribers);
+    0 when none are left. Safe to interrupt and rerun."""
+    from .subscriptions import rotate_batch as rotate_subscribers
+
+    moved = _rotate_comments(db)
+    return moved or rotate_subscribers(db, BATCH)
+
+
+def _rotate_comments(db: Database) -> int:
     ring = db.keyring()
     with db.write() as conn:
         rows = conn.execute(

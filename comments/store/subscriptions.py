@@ -184,3 +184,26 @@ def prune_links(db: Database, now: datetime) -> int:
     """Forget used links once they have expired anyway."""
     with db.write() as conn:
         return int(conn.execute(link_use_t.delete().where(link_use_t.c.expires_at < now)).rowcount)
+
+
+def forget(conn: Connection, email_keys: list[str]) -> int:
+    """Erase an address's subscription (its watches go with it): for erasing a person."""
+    return int(conn.execute(subscription_t.delete().where(subscription_t.c.email_key.in_(email_keys))).rowcount)
+
+
+def rotate_batch(db: Database, limit: int = 500) -> int:
+    """Re-encrypt up to `limit` subscribers' addresses (and their lookup hashes) under the newest key;
+    0 when none are left: for `comments keys rotate`, beside the comments' own batches."""
+    ring = db.keyring()
+    with db.write() as conn:
+        rows = conn.execute(
+            sa.select(subscription_t.c.id, subscription_t.c.email)
+            .where(subscription_t.c.email != "", sa.not_(subscription_t.c.email.like(f"e1.{ring.current_id}.%")))
+            .order_by(subscription_t.c.id).limit(limit)
+        ).all()
+        for row in rows:
+            address = reveal(db, row.email)
+            conn.execute(subscription_t.update().where(subscription_t.c.id == row.id,
+                                                       subscription_t.c.email == row.email)
+                         .values(email=ring.encrypt(address), email_key=ring.lookup("email:" + address.casefold())))
+    return len(rows)
