@@ -13,8 +13,9 @@ entity; the others are plain text. The share matters: plain text takes the sanit
 fast path, markup goes through bleach (html5lib), which costs about a hundred times more.
 
 Rates are given per second of the clock and per CPU second of the process (the second does
-not move with load from other processes on a shared machine). The parser alone is timed in this process: one run with tracemalloc off (the rate), one
-with it on (Python's peak allocation); ru_maxrss is the process's peak resident size.
+not move with load from other processes on a shared machine). The parser alone is timed in
+this process: one run with tracemalloc off (the rate), one with it on (Python's peak
+allocation); ru_maxrss is the process's peak resident size.
 
 With --full, `comments.importing.run` (the code behind `comments import wordpress`) imports
 the file into a fresh, migrated SQLite database, then a dry run reads it again; each runs
@@ -258,8 +259,10 @@ def sanitiser_cost(path: Path, sample: int = 1500) -> None:
         import nh3
     except ImportError:
         return
+    if not slow:
+        return
     print(f"  for comparison, nh3.clean on the bleach-path bodies: {per_body(slow, nh3.clean) * 1e6:,.1f} us each "
-          f"(median body {statistics.median(len(b) for b in slow or ['']):,.0f} characters)")
+          f"(median body {statistics.median(len(b) for b in slow):,.0f} characters)")
 
 
 def main() -> None:

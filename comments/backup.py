@@ -21,8 +21,9 @@ from .store.common import comment_t, page_t, reveal
 
 FORMAT = "comments-backup"
 VERSION = 1
-# Secrets, moderator tokens and short-lived working state stay out of every backup.
-EXCLUDED = {"secret", "moderator_token", "lease", "rate_event"}
+# Secrets (the service's own, moderator tokens, webhook signing secrets: webhooks are registered
+# again after a restore) and short-lived working state stay out of every backup.
+EXCLUDED = {"secret", "moderator_token", "lease", "rate_event", "webhook"}
 BATCH = 2000
 # What XML 1.0 cannot hold: a stored text may have U+FFFE or U+FFFF (the forms let them through).
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging.config
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -197,7 +198,10 @@ def _move(args: argparse.Namespace, settings: Settings) -> int:
     database = db.Database(settings)
     try:
         if args.command == "export":
-            with open(args.file, "wb") as out:
+            # Readable by its owner only: a WXR file holds addresses in clear, a backup everything else.
+            fd = os.open(args.file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "wb") as out:
                 if args.format == "wxr":
                     total = backup.export_wxr(database, out, args.site, lambda _t, n: print(
                         f"\rexported {n} comments", end="", file=sys.stderr, flush=True))

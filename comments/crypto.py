@@ -16,6 +16,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -72,7 +73,7 @@ class Keyring:
     def key_id(key: bytes) -> str:
         return hashlib.sha256(b"comments-key-id:" + key).hexdigest()[:10]
 
-    @property
+    @cached_property
     def current_id(self) -> str:
         return self.key_id(self.keys[0])
 
@@ -80,9 +81,14 @@ class Keyring:
     def ids(self) -> tuple[str, ...]:
         return tuple(self.key_id(k) for k in self.keys)
 
+    def __post_init__(self) -> None:
+        # Built once per keyring: an AESGCM object and an HMAC key per key, by key id.
+        object.__setattr__(self, "_ciphers", {self.key_id(k): AESGCM(k) for k in self.keys})
+        object.__setattr__(self, "_lookup_keys", [self._lookup_key(k) for k in self.keys])
+
     def encrypt(self, plain: str) -> str:
         nonce = secrets.token_bytes(12)
-        sealed = AESGCM(self.keys[0]).encrypt(nonce, plain.encode("utf-8"), _AAD)
+        sealed = self._ciphers[self.current_id].encrypt(nonce, plain.encode("utf-8"), _AAD)
         return f"{PREFIX}.{self.current_id}.{_b64(nonce + sealed)}"
 
     def decrypt(self, stored: str) -> str:
@@ -91,10 +97,10 @@ class Keyring:
             return stored  # erased (empty) or written before encryption existed
         try:
             _, kid, blob = stored.split(".", 2)
-            key = next(k for k in self.keys if self.key_id(k) == kid)
+            cipher = self._ciphers[kid]
             raw = _unb64(blob)
-            return AESGCM(key).decrypt(raw[:12], raw[12:], _AAD).decode("utf-8")
-        except StopIteration:
+            return cipher.decrypt(raw[:12], raw[12:], _AAD).decode("utf-8")
+        except KeyError:
             raise KeyProblem(f"an address is encrypted with key {kid}, which is not configured") from None
         except (ValueError, InvalidTag):
             raise KeyProblem("an encrypted address does not decrypt: wrong key or damaged data") from None
@@ -107,11 +113,12 @@ class Keyring:
 
     def lookup(self, value: str) -> str:
         """The keyed hash under the current key (what new rows store)."""
-        return hmac.new(self._lookup_key(self.keys[0]), value.encode("utf-8"), hashlib.sha256).hexdigest()
+        return hmac.new(self._lookup_keys[0], value.encode("utf-8"), hashlib.sha256).hexdigest()
 
     def lookups(self, value: str) -> list[str]:
         """The keyed hashes under every key (rows not yet rotated still match)."""
-        return [hmac.new(self._lookup_key(k), value.encode("utf-8"), hashlib.sha256).hexdigest() for k in self.keys]
+        data = value.encode("utf-8")
+        return [hmac.new(k, data, hashlib.sha256).hexdigest() for k in self._lookup_keys]
 
 
 class KeySource:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import re
 from collections import Counter
+from concurrent.futures import Future, ProcessPoolExecutor
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -83,8 +85,8 @@ def prepare(item: ImportedComment) -> Prepared:
     )
 
 
-def _batches(report: Report, items: Iterator[importers.Item]) -> Iterator[list[Prepared]]:
-    batch: list[Prepared] = []
+def _raw_batches(report: Report, items: Iterator[importers.Item]) -> Iterator[list[ImportedComment]]:
+    batch: list[ImportedComment] = []
     try:
         for item in items:
             if isinstance(item, Problem):
@@ -93,7 +95,7 @@ def _batches(report: Report, items: Iterator[importers.Item]) -> Iterator[list[P
                     report.read += 1
                 continue
             report.read += 1
-            batch.append(prepare(item))
+            batch.append(item)
             if len(batch) >= BATCH:
                 yield batch
                 batch = []
@@ -101,6 +103,31 @@ def _batches(report: Report, items: Iterator[importers.Item]) -> Iterator[list[P
         report.fatal = exc.problem  # the last, partial batch read before the break is still written
     if batch:
         yield batch
+
+
+def _prepare_all(batch: list[ImportedComment]) -> list[Prepared]:
+    return [prepare(item) for item in batch]
+
+
+def _batches(report: Report, items: Iterator[importers.Item]) -> Iterator[list[Prepared]]:
+    """Batches rendered by the sanitiser in other processes (one per core), the next one while the
+    current one is written; at most two batches are in memory at once."""
+    raw = _raw_batches(report, items)
+    workers = min(os.cpu_count() or 1, 4)
+    if workers < 2:
+        for batch in raw:
+            yield _prepare_all(batch)
+        return
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        pending: list[Future[list[Prepared]]] = []
+        for batch in raw:
+            size = max(1, -(-len(batch) // workers))
+            submitted = [pool.submit(_prepare_all, batch[i:i + size]) for i in range(0, len(batch), size)]
+            if pending:
+                yield [p for future in pending for p in future.result()]
+            pending = submitted
+        if pending:
+            yield [p for future in pending for p in future.result()]
 
 
 def run(
@@ -116,6 +143,7 @@ def run(
             check.fatal = check.fatal or Problem(None, "strict: the file has problems; nothing was written")
             return check
     report = Report(origin, dry_run)
+    waiting_before = 0 if dry_run else store.imports.orphans(db)
     pages: dict[str, int] = {}
     now = store.utcnow()
     try:
@@ -134,5 +162,5 @@ def run(
         report.fatal = exc.problem
     if not dry_run and (report.imported or report.present):
         summary = f"{origin}: {report.imported} imported, {report.present} already present"
-        report.reparented = store.imports.finish(db, actor, summary, store.utcnow())
+        report.reparented = store.imports.finish(db, actor, summary, store.utcnow(), waiting_before)
     return report

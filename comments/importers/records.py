@@ -402,7 +402,10 @@ def read_xml(path: str, handler: XmlHandler) -> Iterator[Item]:
             except OSError as exc:
                 raise ImportFormatError(None, f"cannot read the file: {exc.strerror or exc}") from None
             except ParseError as exc:
-                raise _malformed(handler, exc) from None
+                error = _malformed(handler, exc)
+                items, handler.out = handler.out, []
+                yield from items  # what the chunk held before the break still counts
+                raise error from None
             except (DTDForbidden, EntitiesForbidden) as exc:
                 raise ImportFormatError(
                     handler.line(), f"refused: the file declares a document type or entities "

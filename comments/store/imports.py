@@ -107,13 +107,23 @@ def link_parents(conn: Connection) -> int:
     ).rowcount)
 
 
-def finish(db: Database, actor: str, summary: str, now: datetime) -> int:
-    """After the last batch: parents still missing leave their replies at the top level
-    (counted as re-parented); the import is recorded in the audit log."""
+def orphans(db: Database) -> int:
+    """Imported replies waiting at the top level for a parent no import has brought yet."""
+    with db.read() as conn:
+        return int(conn.execute(
+            sa.select(sa.func.count()).select_from(comment_t).where(comment_t.c.origin_parent_key.is_not(None))
+        ).scalar_one())
+
+
+def finish(db: Database, actor: str, summary: str, now: datetime, waiting_before: int = 0) -> int:
+    """After the last batch: replies whose parent is still missing stay at the top level, counted
+    as re-parented; they keep their parent's origin, so a later import that brings it links them.
+    The import is recorded in the audit log."""
     with db.write() as conn:
         link_parents(conn)
-        orphans = int(conn.execute(
-            comment_t.update().where(comment_t.c.origin_parent_key.is_not(None)).values(origin_parent_key=None)
-        ).rowcount)
-        record(conn, now, actor, "import", None, None, f"{summary}; {orphans} re-parented")
-    return orphans
+        waiting = int(conn.execute(
+            sa.select(sa.func.count()).select_from(comment_t).where(comment_t.c.origin_parent_key.is_not(None))
+        ).scalar_one())
+        added = max(0, waiting - waiting_before)
+        record(conn, now, actor, "import", None, None, f"{summary}; {added} re-parented")
+    return added
