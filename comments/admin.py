@@ -255,7 +255,7 @@ def routes() -> list[Route]:
     return [
         route("/api/admin/comments", GET=list_comments),
         route("/api/admin/comments/bulk", POST=bulk),
-        route("/api/admin/comments/{comment_id}", GET=get_comment, PATCH=patch_comment, DELETE=delete_comment),
+        route("/api/admin/comments/{comment_id:int}", GET=get_comment, PATCH=patch_comment, DELETE=delete_comment),
         route("/api/admin/rules", GET=get_rules, PUT=put_rules),
         route("/api/admin/pages", GET=list_pages, PATCH=patch_page),
         route("/api/admin/people", GET=export_person, DELETE=erase_person),

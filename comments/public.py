@@ -171,7 +171,7 @@ async def healthz(request: Request) -> Response:
 def routes() -> list[Route]:
     return [
         route("/api/comments", GET=thread, POST=create_comment),
-        route("/api/comments/{comment_id}", GET=one_comment, PATCH=edit_comment, DELETE=delete_comment),
+        route("/api/comments/{comment_id:int}", GET=one_comment, PATCH=edit_comment, DELETE=delete_comment),
         route("/api/counts", GET=counts),
         route("/api/form-token", GET=form_token),
         route("/healthz", GET=healthz),
