@@ -329,7 +329,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         timeout_keep_alive=5,
         # uvicorn has no timeout for a request that arrives slowly: this protocol adds one.
         http=functools.partial(DeadlineHttpProtocol,
-                               request_timeout=getattr(settings, "client_timeout_seconds", 10.0)),
+                               request_timeout=settings.client_timeout_seconds),
     )
     return 0
 

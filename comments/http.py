@@ -61,8 +61,8 @@ class ErrorMiddleware:
 
     It also bounds the wait: once the request has arrived, an answer that is not ready within
     `answer_within` seconds (by default twice COMMENTS_DB_TIMEOUT_SECONDS plus one) is a 503,
-    even when the database hangs without failing (a frozen host); the abandoned work finishes
-    in the background and its answer is dropped."""
+    even when the database hangs without failing (a frozen host). The late work is cancelled;
+    a database call already under way ends in its thread, and nothing more is sent."""
 
     def __init__(self, app: ASGIApp, answer_within: float | None = None) -> None:
         self.app = app
@@ -102,13 +102,17 @@ class ErrorMiddleware:
             await send(message)
 
         limit = self._limit(scope)
+
+        def overdue() -> bool:
+            waited = time.perf_counter() - last_input
+            return limit is not None and waited >= limit and not (work.done() or reading or started)
+
         work = asyncio.ensure_future(self.app(scope, tracking_receive, tracking_send))
         try:
             while not work.done():
                 wait = None if limit is None else max(0.01, last_input + limit - time.perf_counter())
                 await asyncio.wait({work}, timeout=wait)
-                if not work.done() and not reading and not started and limit is not None \
-                        and time.perf_counter() - last_input >= limit:
+                if overdue():
                     abandoned = True
                     _abandon(work)
                     log.warning("no answer within %.1f s on %s %s: 503", limit, scope["method"], scope["path"])
@@ -146,7 +150,8 @@ _abandoned: set[asyncio.Future[Any]] = set()
 
 
 def _abandon(work: asyncio.Future[Any]) -> None:
-    """Keep abandoned work alive until it ends (a thread cannot be stopped), then forget it quietly."""
+    """Cancel late work and hold on to it until it has ended (a thread cannot be stopped)."""
+    work.cancel()
     _abandoned.add(work)
 
     def done(finished: asyncio.Future[Any]) -> None:

@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     secret_key: str | None = Field(None, min_length=16)
     sqlite_synchronous: str = "FULL"
     db_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    client_timeout_seconds: float = Field(10.0, gt=0, le=300)
     email_key: str | None = None
     email_key_file: str | None = None
     ip_retention_days: int = Field(0, ge=0, le=365)

@@ -262,7 +262,7 @@ class Load:
         outcome = _outcome(kind, start, response, error, n)
         self.record(outcome)
         if error is not None:
-            time.sleep(0.02)  # the server is down: do not spin
+            time.sleep(0.1)  # the server is down: do not spin
         return outcome
 
     def _client(self) -> httpx.Client:
@@ -493,7 +493,7 @@ def private_postgres() -> Iterator[PrivatePostgres]:
 @contextmanager
 def postgres_schema(admin_url: str, name: str) -> Iterator[str]:
     """A schema of our own on a shared PostgreSQL server, dropped afterwards; yields its URL."""
-    engine = sa.create_engine(admin_url)
+    engine = sa.create_engine(admin_url, poolclass=sa.pool.NullPool)
     with engine.begin() as conn:
         conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {name} CASCADE")
         conn.exec_driver_sql(f"CREATE SCHEMA {name}")
@@ -658,7 +658,8 @@ class OutageReport:
 
     def recovered_after(self) -> float | None:
         """Seconds from the database answering again to the first comment acknowledged."""
-        firsts = [o.end for o in self.outcomes if o.kind == "post" and o.status in (201, 202) and o.start >= self.started]
+        firsts = [o.end for o in self.outcomes
+                  if o.kind == "post" and o.status in (201, 202) and o.start >= self.started]
         return min(firsts) - self.started if firsts else None
 
     def summary(self) -> str:
@@ -700,7 +701,13 @@ def outage_run(pg: PrivatePostgres, workdir: Path, *, down_seconds: float = 5, d
                before: float = 3, after: float = 8, workers: int = 2) -> OutageReport:
     """Load the service, drop its connections, stop PostgreSQL for a while, start it again."""
     run = f"outage{random.randrange(10**6)}"
-    env = server_env(pg.url, db_timeout_seconds=str(db_timeout))
+    with postgres_schema(pg.url, run) as url:
+        return _outage(pg, url, run, workdir, down_seconds, db_timeout, before, after, workers)
+
+
+def _outage(pg: PrivatePostgres, url: str, run: str, workdir: Path, down_seconds: float, db_timeout: float,
+            before: float, after: float, workers: int) -> OutageReport:
+    env = server_env(url, db_timeout_seconds=str(db_timeout))
     server = Server(env, workdir, workers=workers)
     with server:
         server.start()
@@ -710,7 +717,10 @@ def outage_run(pg: PrivatePostgres, workdir: Path, *, down_seconds: float = 5, d
         load.start()
         try:
             time.sleep(before / 2)
-            dropped = sum(_terminate_backends(pg.url) for _ in range(3) if not time.sleep(before / 6))
+            dropped = 0
+            for _ in range(3):  # connections dropped under the service, mid-transaction or not
+                time.sleep(before / 6)
+                dropped += _terminate_backends(pg.url)
             stop_began = time.monotonic()
             pg.stop("fast")
             stopped = time.monotonic()
@@ -721,6 +731,8 @@ def outage_run(pg: PrivatePostgres, workdir: Path, *, down_seconds: float = 5, d
             time.sleep(after)
         finally:
             load.stop()
+            if not pg.running():
+                pg.start()
     ledger = check_ledger(run, load.acknowledged(), load.attempted(), stored_comments(settings_from(env)))
     return OutageReport(load.outcomes, stop_began, stopped, start_began, started, ledger,
                         bad_log_lines(server.log_text()), dropped)

@@ -4,6 +4,7 @@ afterwards the service recovers by itself and has lost nothing it acknowledged."
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -60,6 +61,27 @@ async def test_no_free_connection_is_a_quick_503(clients: Clients, client: httpx
         for conn in held:
             conn.close()
     assert (await post(clients)).status_code == 202
+
+
+async def test_an_answer_that_hangs_is_a_503_at_the_deadline(client: httpx.AsyncClient, service: Any,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database accepts the query and never answers (a frozen host): twice the database
+    timeout plus a second, then 503; the service answers others meanwhile."""
+    from comments import store
+
+    assert (await client.get("/api/counts", params={"page": "/p/1"})).status_code == 200
+    real = store.counts
+
+    def hang(*args: Any) -> Any:
+        time.sleep(DB_TIMEOUT * 2 + 1.8)
+        return real(*args)
+
+    monkeypatch.setattr(store, "counts", hang)
+    response, seconds = await timed(client.get("/api/counts", params={"page": "/p/1"}))
+    assert_unavailable(response)
+    assert DB_TIMEOUT * 2 + 1 - 0.2 <= seconds < DB_TIMEOUT * 2 + 1.8, seconds
+    assert (await client.get("/healthz")).status_code == 200
+    await asyncio.sleep(1.2)  # the late call ends in its thread before this test's event loop does
 
 
 def sqlite_path(database_url: str) -> Path:

@@ -14,7 +14,7 @@ from ..errors import not_found
 from ..models import STATUSES, Status
 from ..forms import normalise_email
 from .comments import body_hash, delete_comment_in, email_lookups, page_row, url_host
-from .spam import forget_before_edit, learn_verdict
+from .spam import forget_before_edit, learn_verdict, learn_verdicts
 from . import outbox
 from .common import bump_thread, comment_t, page_t, record, reveal
 
@@ -173,7 +173,6 @@ def bulk_status(db: Database, ids: list[int], status: str, actor: str, now: date
                 missing.append(comment_id)
                 continue
             updated.append(comment_id)
-            learn_verdict(conn, comment_id, status)
             if row.status == status:
                 continue
             conn.execute(comment_t.update().where(comment_t.c.id == comment_id).values(status=status, updated_at=now))
@@ -181,6 +180,7 @@ def bulk_status(db: Database, ids: list[int], status: str, actor: str, now: date
             outbox.status_changed(conn, db, [(comment_id, row.status, status)], now)
             if Status.approved.value in (row.status, status):
                 pages.add(row.page_id)
+        learn_verdicts(conn, [(comment_id, status) for comment_id in updated])
         for page_id in pages:
             bump_thread(conn, page_id)
     return updated, missing

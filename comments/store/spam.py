@@ -83,7 +83,8 @@ def apply_deltas(conn: Connection, deltas: Iterable[spam.CountDelta]) -> None:
     if not merged and not spam_docs and not ham_docs:
         return
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    rows = [{"feature": f, "spam": max(s, 0), "ham": max(h, 0), "ds": s, "dh": h} for f, (s, h) in merged.items()]
+    rows = [{"feature": f, "spam": max(s, 0), "ham": max(h, 0), "ds": s, "dh": h}
+            for f, (s, h) in sorted(merged.items())]  # a fixed order: no lock-order deadlocks
     if rows:
         stmt = dialect.insert(feature_t).values(feature=sa.bindparam("feature"), spam=sa.bindparam("spam"),
                                                  ham=sa.bindparam("ham"))
@@ -110,19 +111,31 @@ def _features(row: Any) -> list[str]:
 def learn_verdict(conn: Connection, comment_id: int, new_status: str) -> None:
     """A moderator moved a comment: to spam teaches spam, to approved teaches not-spam; a reversed
     verdict is unlearned first. Other moves (pending, trash) teach nothing."""
-    label = LABELS.get(new_status)
-    if label is None:
+    learn_verdicts(conn, [(comment_id, new_status)])
+
+
+def learn_verdicts(conn: Connection, verdicts: Sequence[tuple[int, str]]) -> None:
+    """learn_verdict for many comments, with the model's counts changed in one go (a bulk action
+    touches each shared feature row once, in a fixed order, so concurrent bulks do not queue long)."""
+    wanted = {comment_id: LABELS[status] for comment_id, status in verdicts if status in LABELS}
+    if not wanted:
         return
-    row = conn.execute(sa.select(comment_t.c.body, comment_t.c.author, comment_t.c.url, comment_t.c.learned)
-                       .where(comment_t.c.id == comment_id)).first()
-    if row is None or row.learned == label:
-        return
-    feats = _features(row)
-    deltas = [spam.learn_delta(feats, label == "spam")]
-    if row.learned is not None:
-        deltas.append(spam.learn_delta(feats, row.learned == "spam", sign=-1))
+    rows = conn.execute(sa.select(comment_t.c.id, comment_t.c.body, comment_t.c.author, comment_t.c.url,
+                                  comment_t.c.learned).where(comment_t.c.id.in_(list(wanted)))).all()
+    deltas = []
+    changed: dict[str, list[int]] = {}
+    for row in rows:
+        label = wanted[row.id]
+        if row.learned == label:
+            continue
+        feats = _features(row)
+        deltas.append(spam.learn_delta(feats, label == "spam"))
+        if row.learned is not None:
+            deltas.append(spam.learn_delta(feats, row.learned == "spam", sign=-1))
+        changed.setdefault(label, []).append(row.id)
     apply_deltas(conn, deltas)
-    conn.execute(comment_t.update().where(comment_t.c.id == comment_id).values(learned=label))
+    for label, ids in changed.items():
+        conn.execute(comment_t.update().where(comment_t.c.id.in_(ids)).values(learned=label))
 
 
 def forget_before_edit(conn: Connection, comment_id: int) -> None:
