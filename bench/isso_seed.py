@@ -1,6 +1,6 @@
 """Seed Isso's database with the benchmark's workload; runs inside Isso's own virtual environment.
 
-    bench/.peers/isso-venv/bin/python bench/isso_seed.py ISSO_CONFIG SIZE
+    bench/.peers/isso-venv/bin/python bench/isso_seed.py ISSO_CONFIG SIZE [PAGES BIG_THREAD]
 
 Isso creates its tables itself (through its own database class); the rows are then written
 with the standard library's sqlite3: the same read set (200 pages of 30 published comments,
@@ -32,7 +32,7 @@ def page_key(i: int) -> str:
     return f"/2024/{i % 12 + 1:02d}/article-{i:03d}/"
 
 
-def main(config_path: str, size: int) -> int:
+def main(config_path: str, size: int, pages: int = PAGES, big_thread: int = BIG_THREAD) -> int:
     from isso import config
     from isso.db import SQLite3
     from isso.utils import Bloomfilter
@@ -64,13 +64,13 @@ def main(config_path: str, size: int) -> int:
                 published.append(next_id)
             next_id += 1
 
-    filler = max(0, size - PAGES * PER_THREAD - BIG_THREAD)
+    filler = max(0, size - pages * PER_THREAD - big_thread)
     mix = [PUBLISHED] * 7 + [PENDING] * 2 + [DELETED]
     for i in range(-(-filler // FILLER_PER_PAGE)):
         count = min(FILLER_PER_PAGE, filler - i * FILLER_PER_PAGE)
         thread(f"/archive/{i:06d}/", count, now - 400 * 86400 + i * 30, 3 * 86400, mix, False)
-    thread(BIG_PAGE, BIG_THREAD, now - 40 * 86400, 9 * 86400, None, False)
-    for i in range(PAGES):
+    thread(BIG_PAGE, big_thread, now - 40 * 86400, 9 * 86400, None, False)
+    for i in range(pages):
         thread(page_key(i), PER_THREAD, now - 30 * 86400 + i * 60, 20 * 86400, None, True)
 
     with sqlite3.connect(path) as con:
@@ -83,4 +83,4 @@ def main(config_path: str, size: int) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1], int(sys.argv[2])))
+    raise SystemExit(main(sys.argv[1], *(int(a) for a in sys.argv[2:5])))

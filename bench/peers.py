@@ -1,4 +1,4 @@
-"""The peer: Isso 0.14 under gunicorn with 2 workers, moderation on, its rate limit off, when `make bench-peers` installed it."""
+"""The peer: Isso 0.14 under gunicorn with 2 workers, moderation on and its rate limit off (`make bench-peers`)."""
 
 from __future__ import annotations
 
@@ -48,10 +48,11 @@ def isso_config(workdir: Path, port: int) -> Path:
     return path
 
 
-def prepare_isso(workdir: Path, port: int, size: int) -> Server:
+def prepare_isso(workdir: Path, port: int, size: int, pages: int, big_thread: int) -> Server:
     """A seeded Isso database and the gunicorn command to serve it (not started)."""
     config = isso_config(workdir, port)
-    seeded = subprocess.run([str(ISSO_VENV / "bin" / "python"), str(HERE / "isso_seed.py"), str(config), str(size)],
+    seeded = subprocess.run([str(ISSO_VENV / "bin" / "python"), str(HERE / "isso_seed.py"), str(config), str(size),
+                             str(pages), str(big_thread)],
                             capture_output=True, text=True, cwd=workdir)
     if seeded.returncode != 0:
         raise BenchError("seeding Isso's database failed: " + (seeded.stderr.strip().splitlines() or ["?"])[-1])

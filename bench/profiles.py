@@ -2,7 +2,8 @@
 
     python bench/profiles.py FILE.txt [--top 25]    # summarise a py-spy `--format raw` file
 
-run.py calls `record` during an extra, unmeasured wrk run when given --profile DIR.
+run.py calls `record` during an extra, unmeasured wrk run when given --profile DIR (and
+--profile-wall for every busy thread instead of the GIL holder).
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ _AREAS = [
     ("uvicorn/", "uvicorn"), ("asyncio/runners.py", "event loop (uvloop, C: sockets, HTTP parsing)"),
     ("asyncio/", "asyncio"), ("logging/", "logging"), ("bleach/", "bleach/html5lib"),
     ("html5lib/", "bleach/html5lib"), ("email_validator/", "email-validator"), ("orjson", "orjson"),
-    ("threading.py", "threads (locks, conditions)"), ("pydantic", "pydantic/SQLModel"), ("sqlmodel/", "pydantic/SQLModel"),
-    ("cryptography/", "cryptography"),
+    ("threading.py", "threads (locks, conditions)"), ("pydantic", "pydantic/SQLModel"),
+    ("sqlmodel/", "pydantic/SQLModel"), ("cryptography/", "cryptography"),
 ]
+_MARKER = re.compile(r"^(process \d+|thread \(0x[0-9a-fA-F]+\))")  # added by --subprocesses, --threads
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 
 
@@ -35,14 +37,16 @@ def py_spy() -> str | None:
     return str(beside) if beside.exists() else shutil.which("py-spy")
 
 
-def record(pid: int, seconds: float, output: Path) -> subprocess.Popen[bytes] | None:
-    """Start sampling a process (100 Hz, idle threads left out); None without py-spy."""
+def record(pid: int, seconds: float, output: Path, gil: bool = True) -> subprocess.Popen[bytes] | None:
+    """Start sampling a process at 100 Hz; None without py-spy. With gil, only the thread that holds
+    the GIL is sampled: where the worker's CPU goes. Without, every busy thread: where requests
+    wait too (a thread waiting inside SQLite for its lock counts)."""
     tool = py_spy()
     if tool is None:
         return None
     return subprocess.Popen(
         [tool, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))), "--rate", "100",
-         "--format", "raw", "--output", str(output)],
+         "--format", "raw", "--output", str(output), *(["--gil"] if gil else [])],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
 
@@ -75,7 +79,7 @@ def summarise(path: Path, top: int = 25) -> str:
         if not stack or not count.isdigit():
             continue
         n = int(count)
-        frames = [_short(f) for f in stack.split(";") if f and not f.startswith(("process ", "thread "))]
+        frames = [_short(f) for f in stack.split(";") if f and not _MARKER.match(f)]
         if not frames or frames[-1].startswith(_IDLE):
             continue  # a thread waiting for work, should py-spy not have left it out
         samples += n

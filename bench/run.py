@@ -2,7 +2,7 @@
 
     make bench                                   # or: .venv/bin/python bench/run.py
     .venv/bin/python bench/run.py --size 10000,1000000 --targets comments   # growth
-    COMMENTS_BENCH_POSTGRES_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test make bench
+    COMMENTS_BENCH_POSTGRES_URL=postgresql+psycopg://USER@HOST/DATABASE make bench
 
 For each target it starts a server with 2 workers on a fresh, seeded database (`comments serve
 --workers 2` on SQLite, then on PostgreSQL when COMMENTS_BENCH_POSTGRES_URL is set; the bare
@@ -16,16 +16,11 @@ written to bench/results/). wrk runs on the same cores as the servers.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import os
-import platform
 import shutil
-import sqlite3
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,20 +32,22 @@ sys.path.insert(1, str(HERE.parent))
 
 import load  # noqa: E402
 import peers  # noqa: E402
+import probes  # noqa: E402
 import profiles  # noqa: E402
 import report  # noqa: E402
 from load import ClientSettings, Figure  # noqa: E402
 from servers import BenchError, Server, cpu_seconds, free_port, http_get, rss_mb  # noqa: E402
 
 TARGETS = ("comments", "ceiling", "isso")
-POSTGRES_ENV = "COMMENTS_BENCH_POSTGRES_URL"
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="10000",
                         help="comments in the database, or several comma-separated for the growth test "
-                             "(default 10000; the read set and the 2,000-comment thread always exist)")
+                             "(default 10000; the read set and the long thread are always there)")
+    parser.add_argument("--pages", type=int, default=200, help="pages of 30 comments that the load reads (default 200)")
+    parser.add_argument("--big-thread", type=int, default=2000, help="comments in the long thread (default 2000)")
     parser.add_argument("--duration", type=float, default=15.0, help="seconds per run (default 15)")
     parser.add_argument("--runs", type=int, default=3, help="runs per figure; the median is shown (default 3)")
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each scenario")
@@ -58,39 +55,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     parser.add_argument("--targets", default=",".join(TARGETS), help="comma-separated: comments, ceiling, isso")
     parser.add_argument("--scenarios", default=",".join(load.SCENARIOS), help="comma-separated: read, revalidate, post")
+    parser.add_argument("--soak", type=int, default=200_000, metavar="REQUESTS",
+                        help="after the scenarios of the first comments server, this many more requests (reads, "
+                             "revalidations, posts), sampling worker memory after each round (default 200000; 0: off)")
     parser.add_argument("--port", type=int, default=0, help="port for the servers, one at a time (default: a free one)")
     parser.add_argument("--profile", type=Path, metavar="DIR",
-                        help="also sample a worker of the service with py-spy in one extra run per scenario")
+                        help="also sample a worker of the service with py-spy (where its CPU goes) in one extra "
+                             "run per scenario, and print the summaries")
+    parser.add_argument("--profile-wall", action="store_true",
+                        help="with --profile: sample every busy thread, not only the one holding the GIL")
     parser.add_argument("--json", type=Path, metavar="FILE", help="where to write the JSON (default bench/results/)")
     parser.add_argument("--keep", action="store_true", help="keep the working directory (databases, logs)")
     return parser
-
-
-def machine() -> dict[str, Any]:
-    """What the figures were measured on."""
-    def first(path: str, key: str) -> str:
-        try:
-            for line in Path(path).read_text().splitlines():
-                if line.startswith(key):
-                    return line.split(":", 1)[1].strip()
-        except OSError:
-            pass
-        return "?"
-
-    def version(name: str) -> str:
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            return "-"
-
-    wrk = subprocess.run([load.wrk_path(), "--version"], capture_output=True, text=True).stdout.split("\n")[0]
-    return {
-        "cores": os.cpu_count(), "cpu": first("/proc/cpuinfo", "model name"),
-        "memory": first("/proc/meminfo", "MemTotal"), "kernel": platform.release(),
-        "python": platform.python_version(), "sqlite": sqlite3.sqlite_version,
-        "uvicorn": version("uvicorn"), "starlette": version("starlette"), "sqlalchemy": version("sqlalchemy"),
-        "wrk": " ".join(wrk.split()[:2]), "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
 
 
 class Bench:
@@ -109,10 +85,11 @@ class Bench:
         self.skipped: list[str] = []
         self.document: Path | None = None
         self.seed = 0
+        self.soaked = False
         import seed as seeding
 
         self.bodies = [b.text for b in seeding.post_pool(1000)]
-        self.pages = [seeding.page_key(i) for i in range(seeding.PAGES)]
+        self.pages = [seeding.page_key(i) for i in range(args.pages)]
 
     def port(self) -> int:
         return self.args.port or free_port()
@@ -120,11 +97,12 @@ class Bench:
     # ---- driving one server -------------------------------------------------------------
 
     def drive(self, server: Server, api: str, scenarios: list[str], result: dict[str, Any],
-              profile_name: str | None = None) -> dict[str, Figure]:
-        """Every scenario against a running server; memory sampled between them."""
+              profile_name: str | None = None, soak: int = 0) -> dict[str, Figure]:
+        """Every scenario against a running server, memory sampled between them; then, with soak,
+        that many more requests in rounds of reads, revalidations and posts."""
         reads, posts = (load.isso_paths if api == "isso" else load.comments_paths)(self.pages)
         etags = []
-        if "revalidate" in scenarios:
+        if "revalidate" in scenarios or soak:
             for path in reads:
                 status, headers, _ = http_get(server.url + path)
                 etag = {k.lower(): v for k, v in headers.items()}.get("etag")
@@ -148,10 +126,20 @@ class Bench:
             if profile_name and self.args.profile:
                 profiled = self._profiled(server, scenario, data, profile_name, result)
                 every += [profiled] if profiled else []
-            if scenario == "post":
-                result["acknowledged_posts"] = sum(n for r in every for status, n in r.statuses.items()
-                                                   if status in ("201", "202"))
             memory.append(self._memory(server, sum(r.requests for r in every), f"after {scenario}"))
+        mix = [("read", 10.0), ("revalidate", 5.0), ("post", 3.0)]
+        before = sum(r.requests for r in every)
+        if soak:
+            memory.append(self._memory(server, before, "soak"))
+        while soak and sum(r.requests for r in every) - before < soak:
+            for scenario, seconds in mix:
+                every.append(self._wrk(server, scenario, data, seconds))
+            served = sum(r.requests for r in every)
+            memory.append(self._memory(server, served, "soak"))
+            print(f"  {server.name:28} soak        {served:,} requests, worker memory "
+                  f"{', '.join(f'{mb:.0f}' for mb in memory[-1]['worker_rss_mb'].values())} MB", flush=True)
+        result["acknowledged_posts"] = sum(n for r in every for status, n in r.statuses.items()
+                                           if status in ("201", "202"))
         result["scenarios"] = {s: f.to_json() for s, f in figures.items()}
         result["memory"] = memory
         return figures
@@ -174,11 +162,12 @@ class Bench:
                   result: dict[str, Any]) -> load.Run | None:
         workers = server.workers()
         if profiles.py_spy() is None or not workers:
-            self.skipped.append("profile: py-spy is not installed (pip install py-spy)")
+            note = "profile: py-spy is not installed (pip install py-spy)"
+            self.skipped += [] if note in self.skipped else [note]
             return None
         self.args.profile.mkdir(parents=True, exist_ok=True)
         out = self.args.profile / f"{name}-{scenario}.txt"
-        spy = profiles.record(workers[0], self.client.duration, out)
+        spy = profiles.record(workers[0], self.client.duration, out, gil=not self.args.profile_wall)
         run = self._wrk(server, scenario, data, self.client.duration)
         if spy is not None:
             spy.wait(timeout=self.client.duration + 30)
@@ -204,12 +193,14 @@ class Bench:
         url, cleanup = self._database(backend, size)
         try:
             key = crypto.new_key()
+            if self.args.keep:  # to look into the kept database afterwards
+                (self.workdir / f"comments-{backend}-{size}.email-key").write_text(key + "\n")
             settings = Settings(database_url=url, email_key=key, trusted_proxies="127.0.0.1", _env_file=None)
             print(f"comments/{backend}: seeding {size:,} comments ...", flush=True)
             dbmod.upgrade(settings)
             database = dbmod.Database(settings)
             try:
-                seeded = seeding.seed(database, size)
+                seeded = seeding.seed(database, size, pages=self.args.pages, big_thread=self.args.big_thread)
             finally:
                 database.dispose()
             result: dict[str, Any] = {"target": "comments", "backend": backend, "size": seeded.comments,
@@ -217,17 +208,19 @@ class Bench:
             env = {k: v for k, v in os.environ.items() if not k.startswith("COMMENTS_")}
             env.update(COMMENTS_DATABASE_URL=url, COMMENTS_EMAIL_KEY=key, COMMENTS_TRUSTED_PROXIES="127.0.0.1")
             port = self.port()
-            server = Server(f"comments-{backend}-{size}", [comments_command(), "serve", "--host", "127.0.0.1",
+            server = Server(f"comments-{backend}-{size}", [probes.comments_command(), "serve", "--host", "127.0.0.1",
                             "--port", str(port), "--workers", "2"], port, env, self.workdir)
             try:
                 server.start()
                 self._keep_document(server)
-                result["big_thread"] = big_thread(server, seeded.big_page)
-                figures = self.drive(server, "comments", self.scenarios, result, f"comments-{backend}")
+                result["big_thread"] = {"comments": self.args.big_thread, **probes.big_thread(server, seeded.big_page)}
+                soak = self.args.soak if not self.soaked else 0
+                self.soaked = True
+                self.drive(server, "comments", self.scenarios, result, f"comments-{backend}", soak)
             finally:
                 server.stop()
-            if "post" in figures:
-                result["durability"] = durability(settings, seeded.comments, result["acknowledged_posts"])
+            if result["acknowledged_posts"]:
+                result["durability"] = probes.durability(settings, seeded.comments, result["acknowledged_posts"])
             self.results.append(result)
         finally:
             cleanup()
@@ -245,7 +238,7 @@ class Bench:
         if backend == "sqlite":
             path = self.workdir / f"comments-{size}.db"
             return f"sqlite:///{path}", lambda: None
-        return postgres_schema(os.environ[POSTGRES_ENV], f"bench_{os.getpid()}_{size}")
+        return probes.postgres_schema(os.environ[probes.POSTGRES_ENV], f"bench_{os.getpid()}_{size}")
 
     def ceiling(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("COMMENTS_")}
@@ -278,7 +271,7 @@ class Bench:
         workdir.mkdir(exist_ok=True)
         port = self.port()
         print(f"isso: seeding {size:,} comments ...", flush=True)
-        server = peers.prepare_isso(workdir, port, size)
+        server = peers.prepare_isso(workdir, port, size, self.args.pages, self.args.big_thread)
         result: dict[str, Any] = {"target": "isso", "backend": "sqlite", "size": size}
         try:
             server.start()
@@ -287,82 +280,22 @@ class Bench:
             server.stop()
         self.results.append(result)
 
+    def besides(self, name: str, measure: Any) -> list[str]:
+        """Measure a target after the main ones; if it fails, say so and keep the rest (returns the failure)."""
+        try:
+            measure()
+        except BenchError as exc:
+            note = f"{name} not measured: {exc}"
+            print(f"bench: {note}", file=sys.stderr, flush=True)
+            self.skipped.append(note.splitlines()[0])
+            return [note]
+        return []
+
     def close(self) -> None:
         if self.args.keep:
             print(f"kept the working directory {self.workdir}")
         else:
             shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-def comments_command() -> str:
-    beside = Path(sys.executable).parent / "comments"
-    found = str(beside) if beside.exists() else shutil.which("comments")
-    if not found:
-        raise BenchError("the `comments` command is not installed: run `make install` first")
-    return found
-
-
-def postgres_schema(url: str, schema: str) -> tuple[str, Any]:
-    """A fresh schema of our own in the given database, and a function that drops it."""
-    import sqlalchemy as sa
-    from sqlalchemy.exc import SQLAlchemyError
-
-    try:
-        parsed = sa.engine.make_url(url)
-        admin = sa.create_engine(parsed, connect_args={"connect_timeout": 5})
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    except (SQLAlchemyError, ValueError) as exc:
-        shown = url if "parsed" not in locals() else parsed.render_as_string(hide_password=True)
-        raise BenchError(f"PostgreSQL at {shown} ({POSTGRES_ENV}) cannot be used: "
-                         f"{str(exc).splitlines()[0][:200]}") from None
-    with_schema = parsed.update_query_dict({"options": f"-csearch_path={schema}"})
-
-    def drop() -> None:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        admin.dispose()
-
-    return with_schema.render_as_string(hide_password=False), drop
-
-
-def big_thread(server: Server, page: str, samples: int = 30) -> dict[str, Any]:
-    """The first page (50 top-level comments with their replies) of the 2,000-comment thread, one
-    request at a time: cold (each request a different `limit`, so no worker has it cached) and warm."""
-    from urllib.parse import quote
-
-    def timed(path: str) -> tuple[float, int]:
-        began = time.perf_counter()
-        status, _, body = http_get(server.url + path)
-        if status != 200:
-            raise BenchError(f"{server.name}: the 2,000-comment thread answered {status}")
-        return (time.perf_counter() - began) * 1000, len(body)
-
-    base = f"/api/comments?page={quote(page, safe='')}"
-    cold = sorted(timed(f"{base}&limit={50 + i}")[0] for i in range(samples))
-    size = timed(base)[1]
-    warm = sorted(timed(base)[0] for _ in range(samples))
-    return {"bytes": size, "cold_ms_median": round(cold[len(cold) // 2], 2), "cold_ms_max": round(cold[-1], 2),
-            "warm_ms_median": round(warm[len(warm) // 2], 2)}
-
-
-def durability(settings: Any, seeded: int, acknowledged: int) -> dict[str, Any]:
-    """Every comment acknowledged (201/202) in any run is in the database once the server has
-    stopped (rows may exceed answers by the requests in flight when wrk stopped)."""
-    import sqlalchemy as sa
-
-    from comments.db import Database
-    from comments.store.common import comment_t
-
-    database = Database(settings)
-    try:
-        with database.read() as conn:
-            stored = conn.execute(sa.select(sa.func.count()).select_from(comment_t)).scalar_one() - seeded
-    finally:
-        database.dispose()
-    return {"acknowledged": acknowledged, "stored": stored,
-            "ok": stored >= acknowledged, "sqlite_synchronous": settings.sqlite_synchronous}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -380,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     bench = None
     try:
-        info = machine()
+        info = probes.machine()
         print(report.header(info, args), flush=True)
         bench = Bench(args)
         if "comments" in targets:
@@ -388,13 +321,14 @@ def main(argv: list[str] | None = None) -> int:
                 bench.comments("sqlite", size)
         if "ceiling" in targets:
             bench.ceiling()
+        failed = []
         if "isso" in targets:
-            bench.isso(sizes[0])
-        if "comments" in targets and os.environ.get(POSTGRES_ENV):
+            failed += bench.besides("isso", lambda: bench.isso(sizes[0]))
+        if "comments" in targets and os.environ.get(probes.POSTGRES_ENV):
             for size in sizes:
-                bench.comments("postgresql", size)
+                failed += bench.besides("PostgreSQL", lambda: bench.comments("postgresql", size))
         elif "comments" in targets:
-            bench.skipped.append(f"PostgreSQL not measured: set {POSTGRES_ENV} to measure it")
+            bench.skipped.append(f"PostgreSQL not measured: set {probes.POSTGRES_ENV} to measure it")
         info["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
         summary = {"when": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "machine": info,
                    "client": asdict(bench.client), "note": report.SHARED_CORES, "results": bench.results,
@@ -411,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nJSON (also in {out}):")
         print(json.dumps({k: v for k, v in summary.items() if k != "results"} |
                          {"results": [report.compact(r) for r in bench.results]}))
-        return 0
+        return 1 if failed else 0
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2

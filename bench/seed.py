@@ -6,7 +6,7 @@ rendered by `comments.sanitize` and anonymised addresses, so the service reads t
 as if readers had posted them and moderators had approved them.
 
     read set     200 pages (PAGES) with 30 approved comments each, a third of them replies
-    big thread   one page (BIG_PAGE) with 2,000 approved comments
+    big thread   one page (BIG_PAGE) with 2,000 approved comments (BIG_THREAD)
     filler       the rest up to `size`: older pages of 40 comments in every status
 """
 
@@ -66,7 +66,14 @@ class _Rows:
         self.now = now
         self.next_id = 1
         self.next_page = 1
-        self.pool = [self._rendered(make_body(rng)) for _ in range(2000)]
+        self.pool: list[tuple[str, str, str, int]] = []
+
+    def pooled(self) -> tuple[str, str, str, int]:
+        """A body from a pool of 2,000 rendered ones (filler needs no unique text)."""
+        if len(self.pool) < 2000:
+            self.pool.append(self._rendered(make_body(self.rng)))
+            return self.pool[-1]
+        return self.rng.choice(self.pool)
 
     @staticmethod
     def _rendered(body: Body) -> tuple[str, str, str, int]:
@@ -84,7 +91,7 @@ class _Rows:
         rng = self.rng
         n = self.next_id
         self.next_id += 1
-        text, html, digest, _links = self._rendered(make_body(rng)) if unique_body else rng.choice(self.pool)
+        text, html, digest, _links = self._rendered(make_body(rng)) if unique_body else self.pooled()
         email = f"reader{n}@mail.example"
         url = website(rng)
         ip = f"198.18.{rng.randrange(256)}.{rng.randrange(1, 255)}"
@@ -126,38 +133,39 @@ def _filler_status(rng: random.Random) -> str:
     return "approved" if roll < 0.7 else "pending" if roll < 0.8 else "spam" if roll < 0.95 else "trash"
 
 
-def seed(db: Database, size: int = 10_000, *, rng_seed: int = 7,
-         progress: Callable[[int, int], None] | None = None) -> Seeded:
-    """Write the read set, the big thread and filler up to `size` comments into an empty database."""
+def seed(db: Database, size: int = 10_000, *, pages: int = PAGES, big_thread: int = BIG_THREAD,
+         rng_seed: int = 7, progress: Callable[[int, int], None] | None = None) -> Seeded:
+    """Write the read set (`pages` pages of PER_THREAD comments), the big thread and filler up to
+    `size` comments into an empty, migrated database."""
     began = time.perf_counter()
     rng = random.Random(rng_seed)
     now = store.utcnow().replace(microsecond=0)
     rows = _Rows(db, rng, now)
-    pages: list[dict[str, Any]] = []
+    page_rows: list[dict[str, Any]] = []
     batches: list[Iterator[dict[str, Any]]] = []
     always = lambda: "approved"  # noqa: E731
 
-    filler = max(0, size - PAGES * PER_THREAD - BIG_THREAD)
+    filler = max(0, size - pages * PER_THREAD - big_thread)
     archive_pages = -(-filler // FILLER_PER_PAGE)
     for i in range(archive_pages):  # oldest first, so ids grow with time as they would
         created = now - timedelta(days=400) + timedelta(seconds=i * 30)
         count = min(FILLER_PER_PAGE, filler - i * FILLER_PER_PAGE)
-        pages.append(rows.page(f"/archive/{i:06d}/", created, True))
-        batches.append(rows.thread(pages[-1]["id"], count, created, timedelta(days=3),
+        page_rows.append(rows.page(f"/archive/{i:06d}/", created, True))
+        batches.append(rows.thread(page_rows[-1]["id"], count, created, timedelta(days=3),
                                    lambda: _filler_status(rng), False))
     big = rows.page(BIG_PAGE, now - timedelta(days=40), True)
-    pages.append(big)
-    batches.append(rows.thread(big["id"], BIG_THREAD, now - timedelta(days=40), timedelta(days=9), always, False))
-    for i in range(PAGES):
+    page_rows.append(big)
+    batches.append(rows.thread(big["id"], big_thread, now - timedelta(days=40), timedelta(days=9), always, False))
+    for i in range(pages):
         created = now - timedelta(days=30) + timedelta(minutes=i)
-        pages.append(rows.page(page_key(i), created, True))
-        batches.append(rows.thread(pages[-1]["id"], PER_THREAD, created, timedelta(days=20), always, True))
+        page_rows.append(rows.page(page_key(i), created, True))
+        batches.append(rows.thread(page_rows[-1]["id"], PER_THREAD, created, timedelta(days=20), always, True))
 
-    total = filler + BIG_THREAD + PAGES * PER_THREAD
+    total = filler + big_thread + pages * PER_THREAD
     written = 0
     with db.write() as conn:
-        for start in range(0, len(pages), BATCH):
-            conn.execute(page_t.insert(), pages[start:start + BATCH])
+        for start in range(0, len(page_rows), BATCH):
+            conn.execute(page_t.insert(), page_rows[start:start + BATCH])
     buffer: list[dict[str, Any]] = []
     for batch in batches:
         for row in batch:
@@ -171,7 +179,7 @@ def seed(db: Database, size: int = 10_000, *, rng_seed: int = 7,
     if progress:
         progress(written, total)
     _after_explicit_ids(db)
-    return Seeded(written, [page_key(i) for i in range(PAGES)], BIG_PAGE, time.perf_counter() - began)
+    return Seeded(written, [page_key(i) for i in range(pages)], BIG_PAGE, time.perf_counter() - began)
 
 
 def _flush(db: Database, rows: list[dict[str, Any]]) -> int:

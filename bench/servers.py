@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import http.client
 import os
 import signal
 import socket
@@ -29,6 +30,7 @@ def free_port() -> int:
 def check_port(port: int) -> None:
     """BenchError if the port is taken (or cannot be used) on 127.0.0.1."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: only a listener counts
         try:
             sock.bind(("127.0.0.1", port))
         except OSError as exc:
@@ -38,7 +40,8 @@ def check_port(port: int) -> None:
             raise BenchError(f"cannot use port {port} on 127.0.0.1: {exc.strerror}") from None
 
 
-def http_get(url: str, headers: dict[str, str] | None = None, timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
+def http_get(url: str, headers: dict[str, str] | None = None,
+             timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
     """(status, headers, body) of a GET; HTTP errors are answers too."""
     request = urllib.request.Request(url, headers=headers or {})
     try:
@@ -87,7 +90,7 @@ class Server:
                 status, _, _ = http_get(self.url + self.ready_path, timeout=2)
                 if status < 500:
                     return
-            except (OSError, ValueError):
+            except (OSError, ValueError, http.client.HTTPException):
                 pass
             time.sleep(0.2)
         self.stop()

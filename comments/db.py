@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -91,17 +92,26 @@ def key_source(settings: Settings, create: bool = False) -> KeySource:
     return source
 
 
-def verify_keys(settings: Settings, engine: Engine) -> KeySource:
+def verify_keys(settings: Settings, engine: Engine, thorough: bool = True) -> KeySource:
     """The email keys, checked against the database: a clear KeyProblem if addresses are
-    encrypted and the key is missing or wrong; a new key file if nothing is encrypted yet."""
+    encrypted and the key is missing or wrong; a new key file if nothing is encrypted yet.
+    Thorough (at start, before any worker): one address under each key in use, a scan of the
+    table, since a rotation may have stopped half-way. Otherwise (each worker's first use, with
+    requests waiting): the oldest and newest address, by primary key."""
     source = KeySource(settings.email_key, settings.key_file)
     samples: list[str] = []
     if sa.inspect(engine).has_table("comment"):
         with engine.connect() as conn:
-            # One address under each key in use (a rotation may have stopped half-way).
-            samples = list(conn.execute(sa.text(
-                "SELECT MIN(email) FROM comment WHERE email LIKE 'e1.%' GROUP BY substr(email, 1, 13)"
-            )).scalars())
+            if thorough:
+                samples = list(conn.execute(sa.text(
+                    "SELECT MIN(email) FROM comment WHERE email LIKE 'e1.%' GROUP BY substr(email, 1, 13)"
+                )).scalars())
+            else:
+                for order in ("ASC", "DESC"):
+                    value = conn.execute(sa.text(
+                        f"SELECT email FROM comment WHERE email LIKE 'e1.%' ORDER BY id {order} LIMIT 1")).scalar()
+                    if value:
+                        samples.append(value)
     if samples and not source.exists():
         raise KeyProblem(
             "this database holds encrypted email addresses but no key was found: set COMMENTS_EMAIL_KEY, "
@@ -131,11 +141,15 @@ class Database:
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._writer = self.engine.execution_options(immediate=True)
         self._keys: KeySource | None = None
+        self._keys_lock = threading.Lock()
 
     def keyring(self) -> Keyring:
-        """The email keyring, checked against the database on first use."""
+        """The email keyring, checked against the database on first use (once, whatever the
+        number of threads asking at that moment)."""
         if self._keys is None:
-            self._keys = verify_keys(self.settings, self.engine)
+            with self._keys_lock:
+                if self._keys is None:
+                    self._keys = verify_keys(self.settings, self.engine, thorough=False)
         return self._keys.ring()
 
     def refresh_keyring(self) -> Keyring:

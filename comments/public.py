@@ -92,7 +92,7 @@ async def thread(request: Request) -> Response:
     page = _page_param(request)
     limit = forms.query_limit(request.query_params.get("limit"))
     cursor = request.query_params.get("cursor")
-    after = await run_in_threadpool(_thread_cursor, service, cursor)
+    after = None if cursor is None else await run_in_threadpool(_thread_cursor, service, cursor)
     etag, body = await run_in_threadpool(service.thread, page, limit, after, cursor, dumps)
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
     if etag in _etags(request.headers.get("if-none-match", "")):

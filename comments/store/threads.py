@@ -27,12 +27,14 @@ def _key_hash(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
+# Built once: every thread read and revalidation starts with this lookup.
+_VERSION = sa.select(page_t.c.thread_version).where(page_t.c.key_hash == sa.bindparam("key_hash"))
+
+
 def thread_version(db: Database, page_key: str) -> int:
     """The page's public version (0 for a page nobody has commented on)."""
-    with db.read() as conn:
-        version = conn.execute(
-            sa.select(page_t.c.thread_version).where(page_t.c.key_hash == _key_hash(page_key))
-        ).scalar()
+    with db.engine.connect() as conn:  # one SELECT: no explicit transaction needed
+        version = conn.execute(_VERSION, {"key_hash": _key_hash(page_key)}).scalar()
     return int(version or 0)
 
 
