@@ -30,6 +30,9 @@ def logging_config(level: str) -> dict[str, Any]:
             "uvicorn.access": {"level": "WARNING"},
             "uvicorn.error": {"level": level},
             "alembic": {"level": "WARNING"},
+            # The pool reports a connection that died while the database was away with a
+            # traceback; the request itself got a clean 503 and the log line saying so.
+            "sqlalchemy.pool": {"level": "CRITICAL"},
         },
     }
 

@@ -410,8 +410,15 @@ def statuses(outcomes: list[Outcome]) -> Counter[str]:
 
 
 def bad_log_lines(text: str) -> list[str]:
+    """Log lines that must not appear; a traceback is reported with its last line (the error)."""
     words = ("Traceback", "internal error", "database is locked")
-    return [line for line in text.splitlines() if any(w in line for w in words)]
+    lines = text.splitlines()
+    found = []
+    for i, line in enumerate(lines):
+        if any(w in line for w in words):
+            tail = next((later for later in lines[i + 1:] if later and not later.startswith(" ")), "")
+            found.append(f"{line} ... {tail}" if "Traceback" in line else line)
+    return found
 
 
 # ---- PostgreSQL servers of our own ---------------------------------------------------------
