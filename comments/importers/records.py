@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from abc import ABC, abstractmethod
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -309,7 +310,7 @@ class Checker:
 CHUNK_BYTES = 1 << 16
 
 
-class XmlHandler:
+class XmlHandler(ABC):
     """Base of the format handlers: tracks depth and captures the text of chosen elements."""
 
     def __init__(self, what: str) -> None:
@@ -364,11 +365,13 @@ class XmlHandler:
         """An element's name: "prefix:local" for the format's own namespaces (uri "" for none)."""
         return f"{{{uri}}}{local}" if uri else local
 
+    @abstractmethod
     def start(self, tag: str, attrs: list[str]) -> None:
-        raise NotImplementedError
+        """An element opens (each format's handler reads what it needs)."""
 
+    @abstractmethod
     def end(self, tag: str) -> None:
-        raise NotImplementedError
+        """An element closes."""
 
     def not_this_format(self, detail: str) -> ImportFormatError:
         return ImportFormatError(self.line() if self.expat else None, f"this is not {self.what}: {detail}")
