@@ -4,9 +4,11 @@ COMMENTS_TEST_DATABASE_URL is set; the real app in-process through httpx."""
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -171,3 +173,30 @@ async def post(clients: Clients, **fields: Any) -> httpx.Response:
 async def approve(mod: httpx.AsyncClient, comment_id: int) -> None:
     response = await mod.patch(f"/api/admin/comments/{comment_id}", json={"status": "approved"})
     assert response.status_code == 200, response.text
+
+
+@contextmanager
+def command_line_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str, email_key: str | None = TEST_EMAIL_KEY
+) -> Iterator[None]:
+    """The environment of an in-process `comments` command: only our COMMENTS_* variables (the
+    database and, unless None, the tests' email key), no .env file in reach, and the root logger
+    put back afterwards (the CLI configures logging onto the captured stderr)."""
+    for name in [n for n in os.environ if n.startswith("COMMENTS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("COMMENTS_DATABASE_URL", database_url)
+    if email_key is not None:
+        monkeypatch.setenv("COMMENTS_EMAIL_KEY", email_key)
+    workdir = tmp_path / "cwd"
+    workdir.mkdir(exist_ok=True)
+    monkeypatch.chdir(workdir)
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield
+    finally:
+        for handler in root.handlers:
+            if handler not in handlers:
+                handler.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)

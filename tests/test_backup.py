@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ from comments.crypto import new_key
 from comments.db import Database, head_revision
 from comments.models import CommentIn
 from comments.store.imports import origin_key
-from conftest import PG_URL, TEST_EMAIL_KEY, Clients, approve, base_settings, post
+from conftest import PG_URL, TEST_EMAIL_KEY, Clients, approve, base_settings, command_line_environment, post
 
 WXR_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "wxr-sample.xml"
 pytestmark = pytest.mark.skipif(not WXR_SAMPLE.is_file(), reason="the shared WXR sample is not beside the checkout")
@@ -44,23 +43,8 @@ def environment(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
     if "database_url" not in request.fixturenames:
         yield
         return
-    for name in [n for n in os.environ if n.startswith("COMMENTS_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("COMMENTS_DATABASE_URL", request.getfixturevalue("database_url"))
-    monkeypatch.setenv("COMMENTS_EMAIL_KEY", TEST_EMAIL_KEY)
-    workdir = tmp_path / "cwd"
-    workdir.mkdir()
-    monkeypatch.chdir(workdir)
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    try:
+    with command_line_environment(monkeypatch, tmp_path, request.getfixturevalue("database_url")):
         yield
-    finally:
-        for handler in root.handlers:
-            if handler not in handlers:
-                handler.close()
-        root.handlers[:] = handlers
-        root.setLevel(level)
 
 
 def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, url: str, *argv: str | Path,

@@ -4,8 +4,6 @@ and the README's configuration table."""
 from __future__ import annotations
 
 import hashlib
-import logging
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
+from conftest import command_line_environment
 from sqlmodel import SQLModel
 
 from comments.app import create_app
@@ -31,22 +30,8 @@ def environment(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
         yield
         return
     database_url = request.getfixturevalue("database_url")
-    for name in [n for n in os.environ if n.startswith("COMMENTS_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("COMMENTS_DATABASE_URL", database_url)
-    workdir = tmp_path / "cwd"
-    workdir.mkdir()
-    monkeypatch.chdir(workdir)
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    try:
+    with command_line_environment(monkeypatch, tmp_path, database_url, email_key=None):
         yield
-    finally:
-        for handler in root.handlers:
-            if handler not in handlers:
-                handler.close()
-        root.handlers[:] = handlers
-        root.setLevel(level)
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

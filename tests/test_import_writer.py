@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import functools
-import logging
-import os
 import sqlite3
 import subprocess
 import sys
@@ -23,7 +21,7 @@ from comments.cli import main
 from comments.db import Database
 from comments.settings import Settings
 from comments.store.imports import origin_key
-from conftest import TEST_EMAIL_KEY
+from conftest import TEST_EMAIL_KEY, command_line_environment
 
 DATA = Path(__file__).resolve().parent / "data"
 WXR_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "wxr-sample.xml"
@@ -44,23 +42,8 @@ def environment(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
     if "database_url" not in request.fixturenames:
         yield
         return
-    for name in [n for n in os.environ if n.startswith("COMMENTS_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("COMMENTS_DATABASE_URL", request.getfixturevalue("database_url"))
-    monkeypatch.setenv("COMMENTS_EMAIL_KEY", TEST_EMAIL_KEY)
-    workdir = tmp_path / "cwd"
-    workdir.mkdir()
-    monkeypatch.chdir(workdir)
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    try:
+    with command_line_environment(monkeypatch, tmp_path, request.getfixturevalue("database_url")):
         yield
-    finally:
-        for handler in root.handlers:
-            if handler not in handlers:
-                handler.close()
-        root.handlers[:] = handlers
-        root.setLevel(level)
 
 
 def cli(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:

@@ -5,7 +5,6 @@ downtime, resumably, by `comments keys rotate`."""
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import stat
 import threading
@@ -16,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from conftest import TEST_EMAIL_KEY, Clients, base_settings, post
+from conftest import TEST_EMAIL_KEY, Clients, base_settings, command_line_environment, post
 from sqlmodel import SQLModel
 
 from comments import crypto
@@ -40,22 +39,8 @@ PEOPLE = ["Rotating.Reader@Example.COM", "jürgen.rotation@example.org", "third+
 def cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str) -> Iterator[pytest.MonkeyPatch]:
     """The environment of an in-process `comments` command: only our COMMENTS_* variables, no .env
     in reach, the root logger's handlers put back afterwards (the CLI configures logging)."""
-    for name in [n for n in os.environ if n.startswith("COMMENTS_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("COMMENTS_DATABASE_URL", database_url)
-    workdir = tmp_path / "cwd"
-    workdir.mkdir()
-    monkeypatch.chdir(workdir)
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    try:
+    with command_line_environment(monkeypatch, tmp_path, database_url, email_key=None):
         yield monkeypatch
-    finally:
-        for handler in root.handlers:
-            if handler not in handlers:
-                handler.close()
-        root.handlers[:] = handlers
-        root.setLevel(level)
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -200,7 +200,7 @@ async def test_flood_interval_per_address_and_per_email(clients: Clients) -> Non
     quick = await reader.post("/api/comments", json=comment())
     assert quick.status_code == 429
     assert quick.json()["error"]["code"] == "rate_limited"
-    assert 1 <= int(quick.headers["retry-after"]) <= 15
+    assert int(quick.headers["retry-after"]) in range(1, 16)
     same_email = comment(email="fast@example.org")
     assert (await clients.client().post("/api/comments", json=same_email)).status_code == 202
     other_ip = await clients.client().post("/api/comments", json={**same_email, "body": "another"})
@@ -226,7 +226,7 @@ class TestRateLimit:
             assert (await reader.post("/api/comments", json=comment())).status_code == 202
         limited = await reader.post("/api/comments", json=comment())
         assert limited.status_code == 429
-        assert 1 <= int(limited.headers["retry-after"]) <= 60
+        assert int(limited.headers["retry-after"]) in range(1, 61)
         assert (await clients.client().post("/api/comments", json=comment())).status_code == 202
 
     async def test_rejected_posts_do_not_count(self, clients: Clients, mod: httpx.AsyncClient) -> None:

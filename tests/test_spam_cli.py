@@ -4,8 +4,6 @@ the line of a corrupt file, the evaluation's figures, and a regression floor on 
 from __future__ import annotations
 
 import csv
-import logging
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +13,7 @@ import sqlalchemy as sa
 
 from comments.cli import main
 from comments.models import SpamFeature, SpamTotals
-from conftest import TEST_EMAIL_KEY
+from conftest import TEST_EMAIL_KEY, command_line_environment
 
 CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "spam"
 TRAIN_FILES = ("Youtube01-Psy.csv", "Youtube02-KatyPerry.csv", "Youtube03-LMFAO.csv")
@@ -42,27 +40,12 @@ HAM_TEXTS = [
 def environment(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """Only our COMMENTS_* variables, no .env file in reach, logging put back afterwards (the CLI
     configures logging onto the captured stderr)."""
-    for name in [n for n in os.environ if n.startswith("COMMENTS_")]:
-        monkeypatch.delenv(name)
     if "database_url" in request.fixturenames:
         url = request.getfixturevalue("database_url")
     else:
         url = f"sqlite:///{tmp_path / 'unused.db'}"
-    monkeypatch.setenv("COMMENTS_DATABASE_URL", url)
-    monkeypatch.setenv("COMMENTS_EMAIL_KEY", TEST_EMAIL_KEY)
-    workdir = tmp_path / "cwd"
-    workdir.mkdir()
-    monkeypatch.chdir(workdir)
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    try:
+    with command_line_environment(monkeypatch, tmp_path, url):
         yield
-    finally:
-        for handler in root.handlers:
-            if handler not in handlers:
-                handler.close()
-        root.handlers[:] = handlers
-        root.setLevel(level)
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
