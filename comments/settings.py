@@ -19,6 +19,17 @@ _MAILBOX = re.compile(r"(?:[^<>\r\n]*<" + _ADDRESS.pattern + ">|" + _ADDRESS.pat
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+def _networks(value: object) -> object:
+    """Comma-separated addresses or networks as a tuple of networks (a ValueError names the bad one)."""
+    items = _split(value)
+    if isinstance(items, (list, tuple)):
+        try:
+            return tuple(ipaddress.ip_network(str(i), strict=False) for i in items)
+        except ValueError as exc:
+            raise ValueError(f"not an address or network: {exc}") from None
+    return items
+
+
 def _split(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
@@ -82,13 +93,7 @@ class Settings(BaseSettings):
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _proxies(cls, value: object) -> object:
-        items = _split(value)
-        if isinstance(items, (list, tuple)):
-            try:
-                return tuple(ipaddress.ip_network(str(i), strict=False) for i in items)
-            except ValueError as exc:
-                raise ValueError(f"not an address or network: {exc}") from None
-        return items
+        return _networks(value)
 
     @field_validator("rate_limit")
     @classmethod
@@ -175,13 +180,7 @@ class Settings(BaseSettings):
     @field_validator("webhook_allowed_networks", mode="before")
     @classmethod
     def _allowed(cls, value: object) -> object:
-        items = _split(value)
-        if isinstance(items, (list, tuple)):
-            try:
-                return tuple(ipaddress.ip_network(str(i), strict=False) for i in items)
-            except ValueError as exc:
-                raise ValueError(f"not an address or network: {exc}") from None
-        return items
+        return _networks(value)
 
     @cached_property
     def mail_port(self) -> int:

@@ -53,3 +53,22 @@ async def test_erasing_a_person_removes_their_reply_notice_subscription(clients:
     assert store.subscriptions.subscription_state(service.db, email) is None
     with service.db.read() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(subscription_t)).scalar_one() == 0
+
+
+async def test_rotation_counts_and_moves_subscribers_too(clients: Clients, settings: Any, service: Any) -> None:
+    from conftest import TEST_EMAIL_KEY
+
+    from comments.crypto import new_key
+    from comments.db import Database
+
+    created = await clients.client().post("/api/comments", json={**comment(email="sub@example.org"), "notify": True})
+    assert created.status_code == 202
+    rotated = Database(settings.model_copy(update={"email_key": f"{new_key()},{TEST_EMAIL_KEY}"}))
+    try:
+        assert store.remaining(rotated) == 2  # the comment's address and the subscriber's
+        while store.rotate_batch(rotated):
+            pass
+        assert store.remaining(rotated) == 0
+        assert store.subscriptions.subscription_state(rotated, "sub@example.org") is not None
+    finally:
+        rotated.dispose()

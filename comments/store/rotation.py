@@ -10,36 +10,46 @@ from .common import comment_t, reveal
 BATCH = 500
 
 
+def _tables() -> list[sa.Table]:
+    from .subscriptions import subscription_t
+
+    return [comment_t, subscription_t]
+
+
+def _stale(table: sa.Table, current_id: str) -> sa.ColumnElement[bool]:
+    return sa.and_(table.c.email != "", sa.not_(table.c.email.like(f"e1.{current_id}.%")))
+
+
 def remaining(db: Database) -> int:
-    """Addresses not yet under the newest key."""
+    """Addresses (of comments and of reply-notice subscribers) not yet under the newest key."""
     ring = db.keyring()
     with db.read() as conn:
-        return int(conn.execute(
-            sa.select(sa.func.count()).select_from(comment_t)
-            .where(comment_t.c.email != "", sa.not_(comment_t.c.email.like(f"e1.{ring.current_id}.%")))
-        ).scalar_one())
+        return sum(int(conn.execute(sa.select(sa.func.count()).select_from(table)
+                                    .where(_stale(table, ring.current_id))).scalar_one())
+                   for table in _tables())
 
 
-def rotate_batch(db: Database) -> int:
-    """Re-encrypt up to one batch in one transaction (comments first, then reply-notice subscribers);
-    0 when none are left. Safe to interrupt and rerun."""
-    from .subscriptions import rotate_batch as rotate_subscribers
-
-    moved = _rotate_comments(db)
-    return moved or rotate_subscribers(db, BATCH)
-
-
-def _rotate_comments(db: Database) -> int:
+def reencrypt(db: Database, table: sa.Table, limit: int = BATCH) -> int:
+    """Re-encrypt up to `limit` addresses of one table in one transaction; 0 when none are left."""
     ring = db.keyring()
     with db.write() as conn:
         rows = conn.execute(
-            sa.select(comment_t.c.id, comment_t.c.email)
-            .where(comment_t.c.email != "", sa.not_(comment_t.c.email.like(f"e1.{ring.current_id}.%")))
-            .order_by(comment_t.c.id).limit(BATCH)
+            sa.select(table.c.id, table.c.email).where(_stale(table, ring.current_id))
+            .order_by(table.c.id).limit(limit)
         ).all()
         for row in rows:
             address = reveal(db, row.email)
             # Compare-and-set: an erase committed since the read is not undone.
-            conn.execute(comment_t.update().where(comment_t.c.id == row.id, comment_t.c.email == row.email).values(
+            conn.execute(table.update().where(table.c.id == row.id, table.c.email == row.email).values(
                 email=ring.encrypt(address), email_key=ring.lookup("email:" + address.casefold())))
     return len(rows)
+
+
+def rotate_batch(db: Database) -> int:
+    """Re-encrypt one batch (comments first, then reply-notice subscribers); 0 when none are left.
+    Safe to interrupt and rerun."""
+    for table in _tables():
+        moved = reencrypt(db, table, BATCH)
+        if moved:
+            return moved
+    return 0

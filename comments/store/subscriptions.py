@@ -192,18 +192,7 @@ def forget(conn: Connection, email_keys: list[str]) -> int:
 
 
 def rotate_batch(db: Database, limit: int = 500) -> int:
-    """Re-encrypt up to `limit` subscribers' addresses (and their lookup hashes) under the newest key;
-    0 when none are left: for `comments keys rotate`, beside the comments' own batches."""
-    ring = db.keyring()
-    with db.write() as conn:
-        rows = conn.execute(
-            sa.select(subscription_t.c.id, subscription_t.c.email)
-            .where(subscription_t.c.email != "", sa.not_(subscription_t.c.email.like(f"e1.{ring.current_id}.%")))
-            .order_by(subscription_t.c.id).limit(limit)
-        ).all()
-        for row in rows:
-            address = reveal(db, row.email)
-            conn.execute(subscription_t.update().where(subscription_t.c.id == row.id,
-                                                       subscription_t.c.email == row.email)
-                         .values(email=ring.encrypt(address), email_key=ring.lookup("email:" + address.casefold())))
-    return len(rows)
+    """Re-encrypt up to `limit` subscribers' addresses under the newest key; 0 when none are left."""
+    from .rotation import reencrypt
+
+    return reencrypt(db, subscription_t, limit)
