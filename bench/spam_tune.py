@@ -3,7 +3,7 @@
 The replay is how a live site learns: train on some files (every comment
 learned as a moderator verdict), then take the comments of the evaluation
 files in time order, score each one with ``features`` + ``text_probability``
-+ ``combine`` (text model and links: the corpus has no honeypot, token or
++ ``repeat_signal`` + ``combine`` (text model, repeats and links: the corpus has no honeypot, token or
 history), record the decision at the spam threshold, then learn its true
 label (``comments.spam.replay``).
 
@@ -85,10 +85,12 @@ class Design:
     params: spam.ModelParams = spam.MODEL_PARAMS
     links: bool = True
     robinson: tuple[float, float] | None = None
+    repeats: bool = True
 
     def replay(self, train: Sequence[spam.LabelledComment], stream: Sequence[spam.LabelledComment]) -> Scores:
         if self.robinson is None:
-            return spam.replay(train, stream, options=self.options, params=self.params, links=self.links)
+            return spam.replay(train, stream, options=self.options, params=self.params, links=self.links,
+                               repeats=self.repeats)
         counts = spam.MemoryCounts()
         for c in train:
             counts.learn(spam.features(c.content, c.author, None, options=self.options), c.is_spam)
@@ -104,12 +106,14 @@ class Design:
         """The same design scored by the text model's evidence only, unsaturated (for threshold-free figures)."""
         if self.robinson is not None:
             return self
-        return replace(self, params=replace(self.params, temperature=1000.0, bias=0.0, prior=False), links=False)
+        return replace(self, params=replace(self.params, temperature=1000.0, bias=0.0, prior=False), links=False,
+                       repeats=False)
 
 
-FROZEN = Design("frozen: families, char 3-4, meta independent, links")
+FROZEN = Design("frozen: families, char 3-4, opening 3, meta independent, links, repeats")
 
-_WORDS = spam.FeatureOptions(char_ngrams=None, author=False, hosts=False, meta=False, text_hash=False)
+_WORDS = spam.FeatureOptions(char_ngrams=None, author=False, hosts=False, meta=False, text_hash=False, opening=0)
+_SESSION1 = spam.FeatureOptions(opening=0)  # the design frozen before the opening words and the repeat signal
 _PLAIN = spam.ModelParams(alpha=1.0, family_norm=0.0, independent=(), temperature=1.0, bias=0.0)
 _FAMILIES = spam.ModelParams(independent=())
 VARIANTS: list[Design] = [
@@ -118,21 +122,26 @@ VARIANTS: list[Design] = [
     Design("NB words+bigrams alpha .5", _WORDS, replace(_PLAIN, alpha=0.5), links=False),
     Design("NB words+bigrams / sqrt(n)", _WORDS, replace(_PLAIN, family_norm=0.5), links=False),
     Design("NB +char 3-5", replace(_WORDS, char_ngrams=(3, 5)), _PLAIN, links=False),
-    Design("NB all families (sum)", spam.FeatureOptions(char_ngrams=(3, 5)), _PLAIN, links=False),
+    Design("NB all families (sum)", replace(_SESSION1, char_ngrams=(3, 5)), _PLAIN, links=False),
     Design("Robinson/Fisher words+bigrams", _WORDS, links=False, robinson=(1.0, 0.0)),
-    Design("Robinson/Fisher all families", spam.FeatureOptions(char_ngrams=(3, 5)), links=False,
+    Design("Robinson/Fisher all families", replace(_SESSION1, char_ngrams=(3, 5)), links=False,
            robinson=(1.0, 0.0)),
-    Design("Robinson/Fisher all, min_dev .1", spam.FeatureOptions(char_ngrams=(3, 5)), links=False,
+    Design("Robinson/Fisher all, min_dev .1", replace(_SESSION1, char_ngrams=(3, 5)), links=False,
            robinson=(1.0, 0.1)),
-    Design("families sqrt, char 3-5, alpha 1", spam.FeatureOptions(char_ngrams=(3, 5)),
+    Design("families sqrt, char 3-5, alpha 1", replace(_SESSION1, char_ngrams=(3, 5)),
            replace(_FAMILIES, alpha=1.0), links=False),
-    Design("families sqrt, char 3-5", spam.FeatureOptions(char_ngrams=(3, 5)), _FAMILIES, links=False),
-    Design("families sqrt, char 3-4", spam.FeatureOptions(), _FAMILIES, links=False),
-    Design("families sqrt, char 4-4", spam.FeatureOptions(char_ngrams=(4, 4)), _FAMILIES, links=False),
-    Design("families sqrt, char 2-4", spam.FeatureOptions(char_ngrams=(2, 4)), _FAMILIES, links=False),
-    Design("families sqrt, char 3-5 across text", spam.FeatureOptions(char_ngrams=(3, 5), char_scope="text"),
+    Design("families sqrt, char 3-5", replace(_SESSION1, char_ngrams=(3, 5)), _FAMILIES, links=False),
+    Design("families sqrt, char 3-4", _SESSION1, _FAMILIES, links=False),
+    Design("families sqrt, char 4-4", replace(_SESSION1, char_ngrams=(4, 4)), _FAMILIES, links=False),
+    Design("families sqrt, char 2-4", replace(_SESSION1, char_ngrams=(2, 4)), _FAMILIES, links=False),
+    Design("families sqrt, char 3-5 across text", replace(_SESSION1, char_ngrams=(3, 5), char_scope="text"),
            _FAMILIES, links=False),
-    Design("families, meta independent, char 3-5", spam.FeatureOptions(char_ngrams=(3, 5)), links=False),
+    Design("families, meta independent, char 3-5", replace(_SESSION1, char_ngrams=(3, 5)), links=False),
+    Design("first frozen design (no opening, no repeats)", _SESSION1, repeats=False),
+    Design("first frozen design + repeats", _SESSION1),
+    Design("first frozen design + opening 3", repeats=False),
+    Design("frozen, opening 4", spam.FeatureOptions(opening=4)),
+    Design("frozen, opening 5", spam.FeatureOptions(opening=5)),
     Design("frozen text model without links", links=False),
     Design("frozen + word trigrams", spam.FeatureOptions(trigrams=True)),
     Design("frozen, no char n-grams", spam.FeatureOptions(char_ngrams=None)),

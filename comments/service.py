@@ -100,6 +100,7 @@ class Service:
         signals = [
             *(extra or []),
             spam.text_signal(spam.text_probability(evidence.model, feats)),
+            spam.repeat_signal(evidence.model, feats),
             spam.link_signal(spam.count_links(body), len(body)),
             spam.history_signal(evidence.spam_history, evidence.approved_history),
             spam.duplicate_signal(evidence.duplicate_pages, store.DUPLICATE_MINUTES),

@@ -55,6 +55,14 @@ def test_features_same_text_same_digest() -> None:
     assert digest and digest == again
 
 
+def test_features_opening_words_name_a_template() -> None:
+    one = spam.features("Check out this video on YouTube: my new song", "a", None)
+    other = spam.features("check OUT this, and nothing else", "b", None)
+    assert "o:check out this" in one and "o:check out this" in other
+    assert not any(f.startswith("o:") for f in spam.features("hi there", "c", None))  # fewer words than the opening
+    assert not any(f.startswith("o:") for f in spam.features("a b c d", "c", None, options=spam.FeatureOptions(opening=0)))
+
+
 ABSURD = {
     "empty": "",
     "one huge word": "a" * 10_000,
@@ -243,6 +251,25 @@ def test_duplicate_signal() -> None:
     three = spam.duplicate_signal(3, 10)
     assert three.reason == "same text on 3 pages in 10 min"
     assert spam.duplicate_signal(2, 10).score < three.score < spam.duplicate_signal(6, 10).score
+
+
+def test_repeat_signal_counts_verdicts_on_the_same_text() -> None:
+    counts = spam.MemoryCounts()
+    text = "Check out this video on YouTube:"
+    feats = spam.features(text, "a", None)
+    assert spam.repeat_signal(counts.model(feats), feats) == spam.NO_SIGNAL
+    counts.learn(spam.features("CHECK out this video on YouTube!!", "b", None), True)  # same words: same text
+    once = spam.repeat_signal(counts.model(feats), feats)
+    assert once.score == pytest.approx(0.5) and once.reason == "same text marked spam once"
+    counts.learn(spam.features(text, "c", None), True)
+    twice = spam.repeat_signal(counts.model(feats), feats)
+    assert twice.score == pytest.approx(0.75) and twice.reason == "same text marked spam 2 times"
+    counts.learn(spam.features(text, "d", None), False)
+    counts.learn(spam.features(text, "e", None), False)
+    assert spam.repeat_signal(counts.model(feats), feats) == spam.NO_SIGNAL  # approved as often as filed
+    other = spam.features("Check out this playlist on YouTube:", "a", None)
+    assert spam.repeat_signal(counts.model(other), other) == spam.NO_SIGNAL
+    assert spam.repeat_signal(counts.model(feats), [f for f in feats if not f.startswith("t:")]) == spam.NO_SIGNAL
 
 
 def test_text_signal() -> None:

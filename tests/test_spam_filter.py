@@ -682,6 +682,19 @@ async def test_the_same_text_on_several_pages(clients: Clients, mod: httpx.Async
     assert "same text on 4 pages in 60 min" in (await stored(mod, changed))["spam_reasons"]
 
 
+async def test_a_text_marked_spam_is_recognised_under_another_name(clients: Clients, mod: httpx.AsyncClient) -> None:
+    text = "Check out this video on YouTube:"
+    first = await send(clients, page="/campaign/1", body=text, author="First Sender")
+    assert not any(r.startswith("same text marked spam") for r in (await stored(mod, first))["spam_reasons"])
+    await verdict(mod, first.json()["id"], "spam")
+    again = await send(clients, page="/campaign/2", body=text.upper() + "!", author="Second Sender",
+                       email="second@example.net")
+    assert "same text marked spam once" in (await stored(mod, again))["spam_reasons"]
+    other = await send(clients, page="/campaign/3", body="Check out this playlist on YouTube:", author="Third",
+                       email="third@example.net")
+    assert not any(r.startswith("same text marked spam") for r in (await stored(mod, other))["spam_reasons"])
+
+
 async def test_the_same_text_twice_on_one_page_is_not_two_pages(clients: Clients, mod: httpx.AsyncClient) -> None:
     text = "Visit my profile for the best tips on growing your audience fast"
     await send(clients, page="/one", body=text, author="A")
