@@ -306,12 +306,7 @@ def _rotate(database: Any) -> int:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    import functools
-
-    import uvicorn
-
-    from . import db, store
-    from .http import DeadlineHttpProtocol
+    from . import db, server, store
 
     db.upgrade(settings)
     database = db.Database(settings)
@@ -319,21 +314,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         store.load_keys(database)  # make the secret once, before the workers start
     finally:
         database.dispose()
-    uvicorn.run(
-        "comments.app:create_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers if args.workers > 1 else None,
-        proxy_headers=False,  # COMMENTS_TRUSTED_PROXIES decides whom to believe, not uvicorn
-        server_header=False,
-        access_log=False,
-        log_config=logging_config(settings.log_level),
-        timeout_keep_alive=5,
-        # uvicorn has no timeout for a request that arrives slowly: this protocol adds one.
-        http=functools.partial(DeadlineHttpProtocol,
-                               request_timeout=settings.client_timeout_seconds),
-    )
+    server.run(args.host, args.port, args.workers, settings.client_timeout_seconds,
+               logging_config(settings.log_level))
     return 0
 
 

@@ -17,7 +17,6 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .errors import STATUS_CODES, ApiError, error_response, unavailable
 
@@ -229,45 +228,3 @@ def route(path: str, **handlers: Handler) -> Route:
         return await by_method[request.method if request.method != "HEAD" else "GET"](request)
 
     return Route(path, dispatch, methods=list(by_method), name=path)
-
-
-class DeadlineHttpProtocol(HttpToolsProtocol):
-    """uvicorn's HTTP protocol with the limit uvicorn lacks: a request must arrive whole, headers
-    and body, within `request_timeout` seconds of its first byte (of connecting, for the first
-    request), or the connection is closed; slow or idle clients cannot hold it open."""
-
-    def __init__(self, *args: Any, request_timeout: float, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.request_timeout = request_timeout
-        self._deadline: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._arm()
-
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._arm()
-
-    def on_message_complete(self) -> None:
-        self._disarm()
-        super().on_message_complete()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
-
-    def _arm(self) -> None:
-        if self._deadline is None:
-            self._deadline = self.loop.call_later(self.request_timeout, self._expire)
-
-    def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-
-    def _expire(self) -> None:
-        self._deadline = None
-        if not self.transport.is_closing():
-            log.info("a request did not arrive within %.0f s: connection closed", self.request_timeout)
-            self.transport.close()
