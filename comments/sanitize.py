@@ -30,6 +30,13 @@
 #     body       fast path   bleach path (render_bleach)
 #     200 B        3.6 us       0.17 ms
 #     2,000 B     26 us         0.80 ms
+#
+# Inline fast path. Many of the rest hold only simple inline markup: <em>, <b> and the like
+# without attributes, <a href="http://..."> with a plain address, a few entities, a bare "&"
+# before a space. render_fast_markup writes those itself, line by line, when every line's
+# tags are balanced (see _inline_line for why the output is then bleach's, byte for byte;
+# the tests compare both paths on generated markup). About 30 us for a 1,000-character body
+# instead of about 1 ms through bleach.
 
 import re
 import threading
@@ -68,8 +75,11 @@ _KEPT = "\t\n\r\x20-\x7e\xa0-\u2029\u202f-\u2065\u206a-\ud7ff\ue000-\ufdcf\ufdf0
 _UNWANTED = re.compile(f"[^{_KEPT}]")
 _BLANK_LINES = re.compile(r"\n[^\S\n]*(?:\n[^\S\n]*)+")
 
-# Anything that could make the cleaner or the linker do more than escape `>`.
-_NEEDS_BLEACH = re.compile(r"[<&\x00-\x08\x0b-\x1f\x7f-\x9f]|\.(?:[A-Za-z]|[^\x00-\x7f])")
+# Anything that could make the cleaner or the linker do more than escape `>`: a character
+# of the first pattern, or a match of the second. Two searches: one pattern holding both
+# alternatives scans three times slower (it has no literal or set to skip ahead with).
+_NEEDS_BLEACH_CHARS = re.compile(r"[<&\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_DOT_LETTER = re.compile(r"\.(?:[A-Za-z]|[^\x00-\x7f])")
 
 # bleach's URL pattern for http(s), linked only where a word starts.
 _URL = re.compile(
@@ -77,6 +87,20 @@ _URL = re.compile(
     re.IGNORECASE | re.VERBOSE | re.UNICODE,
 )
 _LINK_START = re.compile(r"<a[\s/>]", re.IGNORECASE)
+
+# What the inline fast path writes itself. Tags: lower case, exactly as here, no attributes
+# (an <a> only with one href, "-quoted, http(s), ASCII, no character html5lib or the
+# serializer would touch). Entities: these names, or a decimal number. A bare "&" only
+# before a space, a tab or the end of the line. Any other "<" or "&" is left to bleach.
+_INLINE_TAGS = frozenset({"a", "abbr", "b", "cite", "code", "del", "em", "i", "q", "s", "strong"})
+_NOT_LINKED_IN = frozenset({"a", "code"})  # the linker never looks for bare URLs inside these
+_MARKUP_START = re.compile(r"[<&]")
+_INLINE_TOKEN = re.compile(
+    r"<(/?)([a-z]+)>"
+    r'|<a href="(https?://[A-Za-z0-9][-A-Za-z0-9._~:/?#@!$()*+,;=%]*)">'
+    r"|(&(?:amp|lt|gt|quot|nbsp|hellip|mdash|ndash|lsquo|rsquo|ldquo|rdquo|#[1-9][0-9]{0,6});)"
+    r"|(&)(?=[ \t]|$)"
+)
 
 _local = threading.local()  # a Cleaner and a Linker hold parser state: one pair per thread
 
@@ -221,7 +245,7 @@ def fast_path_eligible(text: str) -> bool:
     a few non-ASCII letters, such as the Kelvin sign, stand for ASCII ones), so
     the linker finds nothing.
     """
-    return _NEEDS_BLEACH.search(text) is None
+    return _NEEDS_BLEACH_CHARS.search(text) is None and _DOT_LETTER.search(text) is None
 
 
 def _markup(blocks: list[list[str]]) -> str:
@@ -235,6 +259,87 @@ def _fast(text: str) -> str | None:
 def render_fast(body: str) -> str | None:
     """Render a plain-text body without html5lib, or return None if it needs bleach."""
     return _fast(_clean_text(body))
+
+
+def _inline_line(line: str) -> str | None:
+    """One line of a paragraph as bleach writes it, or None when the line needs bleach.
+
+    Why the bytes are bleach's: with the tags of each line balanced and properly nested
+    (never one inside another of its name, so never <a> in <a>), html5lib builds exactly
+    the tags written: no element is closed, reopened or moved, and nothing is left open
+    for the next line. All of them are allowed, so the cleaner keeps them; the only
+    attribute, href, passes its scheme check and the link policy, which adds rel after
+    it. Entities pass both passes as written (a bare "&" before white space becomes
+    &amp;), text passes but for ">" escaped, and the linker finds no bare URL for the
+    reason fast_path_eligible gives, checked on each run of text it would search
+    (text inside <a> and <code> it does not search).
+    """
+    out: list[str] = []
+    open_tags: list[str] = []
+    at = 0
+    while (found := _MARKUP_START.search(line, at)) is not None:
+        token = _INLINE_TOKEN.match(line, found.start())
+        if token is None or not _inline_text(line[at:token.start()], open_tags, out):
+            return None
+        at = token.end()
+        close, name, href, entity, ampersand = token.groups()
+        if name is not None:
+            if close:
+                if not open_tags or open_tags[-1] != name:
+                    return None
+                open_tags.pop()
+            elif name == "a" or name not in _INLINE_TAGS or name in open_tags:
+                return None
+            else:
+                open_tags.append(name)
+            out.append(token.group())
+        elif href is not None:
+            if "a" in open_tags:
+                return None
+            open_tags.append("a")
+            out.append(f'<a href="{href}" rel="{REL}">')
+        elif entity is not None:
+            out.append(entity)
+        else:
+            assert ampersand is not None
+            out.append("&amp;")
+    if not _inline_text(line[at:], open_tags, out) or open_tags:
+        return None
+    return "".join(out)
+
+
+def _inline_text(text: str, open_tags: list[str], out: list[str]) -> bool:
+    """Add a run of text between tokens to out; False if bleach could write it otherwise."""
+    if not text:
+        return True
+    if "=" in text and any(piece.strip() == "=" for piece in text.split(">")):
+        # bleach's serializer can take a text token of just "=" after an end tag for an
+        # attribute's, and escape the entity after it. Tokens end at tags and entities
+        # (">" is one, &gt;, in the second pass), white space at a tag is one of its own.
+        return False
+    if not fast_path_eligible(text) and not _NOT_LINKED_IN.intersection(open_tags):
+        return False
+    out.append(text.replace(">", "&gt;"))
+    return True
+
+
+def _fast_markup(text: str) -> str | None:
+    blocks = []
+    for block in _blocks(text):
+        lines = []
+        for line in block:
+            done = _inline_line(line)
+            if done is None:
+                return None
+            lines.append(done)
+        blocks.append(lines)
+    return _markup(blocks)
+
+
+def render_fast_markup(body: str) -> str | None:
+    """Render a body whose only markup is simple inline tags, plain links and a few entities
+    without html5lib (the same bytes as render_bleach), or return None if it needs bleach."""
+    return _fast_markup(_clean_text(body))
 
 
 def render_bleach(body: str) -> str:
@@ -252,10 +357,13 @@ def render(body: str) -> str:
     all get rel="nofollow ugc noopener", and bare http(s) URLs become links.
     C0 and C1 controls, bidi overrides (U+202A-U+202E, U+2066-U+2069), lone
     surrogates and noncharacters are removed from the text first. The empty
-    body renders to "". Plain text takes a fast path with the same output.
+    body renders to "". Plain text, and text with only simple inline markup, take
+    fast paths with the same output.
     """
     text = _clean_text(body)
     fast = _fast(text)
+    if fast is None:
+        fast = _fast_markup(text)
     return fast if fast is not None else sanitize(_markup(_blocks(text)))
 
 
