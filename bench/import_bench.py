@@ -2,15 +2,16 @@
 
     python bench/import_bench.py                        # 100,000 comments, parser alone
     python bench/import_bench.py --full                 # and the real import into SQLite, and a dry run
-    python bench/import_bench.py --full --profile       # and where the import's time goes (cProfile)
+    python bench/import_bench.py --full --profile       # and where the reading process's time goes (cProfile)
     python bench/import_bench.py --comments 20000 --html-share 1 --keep DIR
 
 The file is written to a temporary directory (removed afterwards unless --keep): 50
 comments per post, a third of them replies, a mix of statuses, a few pingbacks, bodies
 of 100 to 1,500 characters with non-ASCII text, as WordPress writes them (CDATA). A share
 of the bodies (--html-share, a quarter by default) carries inline HTML, a link and an
-entity; the others are plain text. The share matters: plain text takes the sanitiser's
-fast path, markup goes through bleach (html5lib), which costs about a hundred times more.
+entity; the others are plain text. Plain text takes the sanitiser's fast path, and this
+markup (simple inline tags, a plain link, two entities) its inline fast path; markup beyond
+that goes through bleach (html5lib), which costs about twenty times more.
 
 Rates are given per second of the clock and per CPU second of the process (the second does
 not move with load from other processes on a shared machine). The parser alone is timed in
@@ -20,9 +21,12 @@ allocation); ru_maxrss is the process's peak resident size.
 With --full, `comments.importing.run` (the code behind `comments import wordpress`) imports
 the file into a fresh, migrated SQLite database, then a dry run reads it again; each runs
 in a child process of its own, so its ru_maxrss is its own peak resident size (the
-interpreter and every library included). The rate counts every comment read (imported,
-skipped or failed). The sanitiser's cost per body is measured apart, on a sample of the
-same bodies, with nh3 beside it when it is installed (for comparison only).
+interpreter and every library included). That process reads the file; its worker processes
+(one per core, up to four) render, encrypt and write, so the CPU seconds are given for it
+and for its workers, and the rate per CPU second counts both; a worker's peak resident size
+is given too (the largest). The rate counts every comment read (imported, skipped or
+failed). The sanitiser's cost per body is measured apart, on a sample of the same bodies,
+by path, with nh3 beside it when it is installed (for comparison only).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tracemalloc
 from datetime import datetime, timedelta
@@ -146,9 +151,10 @@ def generate(path: Path, comments: int, per_post: int = 50, seed: int = 10, html
     return path.stat().st_size
 
 
-def cpu_seconds() -> float:
-    """This process's CPU time so far (user and system): unlike the clock, load elsewhere does not move it."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
+def cpu_seconds(who: int = resource.RUSAGE_SELF) -> float:
+    """This process's CPU time so far (user and system), or that of its children ended so far:
+    unlike the clock, load elsewhere does not move it."""
+    usage = resource.getrusage(who)
     return usage.ru_utime + usage.ru_stime
 
 
@@ -180,18 +186,21 @@ def child(mode: str, path: Path, database: Path, profile: bool) -> dict[str, Any
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     profiler = cProfile.Profile() if profile else None
     try:
-        began, cpu = time.perf_counter(), cpu_seconds()
+        began, cpu, workers_cpu = time.perf_counter(), cpu_seconds(), cpu_seconds(resource.RUSAGE_CHILDREN)
         if profiler is not None:
             profiler.enable()
         report = importing.run(database_handle, "wordpress", path, Options(), dry_run=mode == "dry-run")
         if profiler is not None:
             profiler.disable()
         seconds, cpu = time.perf_counter() - began, cpu_seconds() - cpu
+        workers_cpu = cpu_seconds(resource.RUSAGE_CHILDREN) - workers_cpu  # the pool has ended: its workers too
     finally:
         database_handle.dispose()
     result: dict[str, Any] = {
-        "mode": mode, "seconds": seconds, "cpu_seconds": cpu, "read": report.read, "imported": report.imported,
-        "report": report.lines(), "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "mode": mode, "seconds": seconds, "cpu_seconds": cpu, "workers_cpu_seconds": workers_cpu,
+        "read": report.read, "imported": report.imported, "report": report.lines(),
+        "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "workers_maxrss_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
         "baseline_kib": baseline, "database_bytes": database.stat().st_size if database.exists() else 0,
     }
     if profiler is not None:
@@ -208,20 +217,68 @@ def full(path: Path, folder: Path, mode: str, profile: bool = False) -> dict[str
     command = [sys.executable, __file__, "--child", mode, str(path), str(database)]
     if profile:
         command.append("--profile")
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"the {mode} child failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        peak = _PeakMemory(proc.pid)
+        peak.start()
+        stdout, stderr = proc.communicate()
+        peak.done.set()
+        peak.join()
+    if proc.returncode != 0:
+        raise SystemExit(f"the {mode} child failed:\n{stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
+    result["tree_peak_pss_kib"] = peak.peak_kib
+    return result
+
+
+class _PeakMemory(threading.Thread):
+    """Samples, every 50 ms, the proportional set size (PSS) of a process and all its descendants,
+    summed: the memory the whole import uses, pages shared after fork counted once (Linux /proc;
+    0 where there is none)."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.done = threading.Event()
+        self.peak_kib = 0
+
+    def run(self) -> None:
+        while not self.done.wait(0.05):
+            self.peak_kib = max(self.peak_kib, sum(_pss_kib(pid) for pid in _tree(self.pid)))
+
+def _tree(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        try:
+            todo.extend(int(c) for c in Path(f"/proc/{current}/task/{current}/children").read_text().split())
+        except OSError:
+            pass
+    return out
+
+
+def _pss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def show_full(result: dict[str, Any]) -> None:
     what = "import into SQLite" if result["mode"] == "import" else "dry run (parse, check, render; no writes)"
-    seconds, cpu = result["seconds"], result["cpu_seconds"]
+    seconds, cpu, workers_cpu = result["seconds"], result["cpu_seconds"], result["workers_cpu_seconds"]
     print(f"{what}: {result['read']:,} comments read in {seconds:.1f} s = {result['read'] / seconds:,.0f} "
-          f"comments/s ({result['imported'] / seconds:,.0f} imported/s); {cpu:.1f} CPU s = "
-          f"{result['read'] / cpu:,.0f} comments per CPU second")
+          f"comments/s ({result['imported'] / seconds:,.0f} imported/s); {cpu:.1f} CPU s in that process "
+          f"and {workers_cpu:.1f} in its workers = {result['read'] / (cpu + workers_cpu):,.0f} comments per CPU second")
+    workers = f"; of a worker process: {result['workers_maxrss_kib'] / 1024:.0f} MiB" if workers_cpu else ""
     print(f"  peak resident size of that process: {result['maxrss_kib'] / 1024:.0f} MiB "
-          f"({result['baseline_kib'] / 1024:.0f} MiB before the run)")
+          f"({result['baseline_kib'] / 1024:.0f} MiB before the run){workers}")
+    if result.get("tree_peak_pss_kib"):
+        print(f"  peak memory of the whole import, every process (sum of PSS, sampled every 50 ms): "
+              f"{result['tree_peak_pss_kib'] / 1024:.0f} MiB")
     if result["mode"] == "import":
         print(f"  database file: {result['database_bytes'] / 2**20:.0f} MiB")
     for line in result["report"]:
@@ -239,7 +296,9 @@ def sanitiser_cost(path: Path, sample: int = 1500) -> None:
             if len(bodies) >= sample:
                 break
     fast = [b for b in bodies if sanitize.render_fast(b) is not None]
-    slow = [b for b in bodies if sanitize.render_fast(b) is None]
+    inline = [b for b in bodies if sanitize.render_fast(b) is None and sanitize.render_fast_markup(b) is not None]
+    slow = [b for b in bodies if sanitize.render_fast(b) is None and sanitize.render_fast_markup(b) is None]
+    marked = inline + slow
 
     def per_body(texts: list[str], function: Any) -> float:
         if not texts:
@@ -252,17 +311,22 @@ def sanitiser_cost(path: Path, sample: int = 1500) -> None:
             best.append((time.perf_counter() - began) / len(texts))
         return min(best)
 
-    print(f"sanitiser, best of 3 over {len(bodies):,} bodies: fast path {len(fast):,} bodies at "
-          f"{per_body(fast, sanitize.render) * 1e6:,.0f} us each; bleach path {len(slow):,} bodies at "
-          f"{per_body(slow, sanitize.render) * 1e6:,.0f} us each")
+    def described(name: str, texts: list[str]) -> str:
+        return f"{name} {len(texts):,}" + (f" at {per_body(texts, sanitize.render) * 1e6:,.0f} us each" if texts else "")
+
+    print(f"sanitiser, best of 3 over {len(bodies):,} bodies: {described('fast path', fast)}; "
+          f"{described('inline fast path', inline)}; {described('bleach path', slow)}")
+    if marked:
+        print(f"  the bodies with markup through bleach, as without the inline path: "
+              f"{per_body(marked, sanitize.render_bleach) * 1e6:,.0f} us each")
     try:
         import nh3
     except ImportError:
         return
-    if not slow:
+    if not marked:
         return
-    print(f"  for comparison, nh3.clean on the bleach-path bodies: {per_body(slow, nh3.clean) * 1e6:,.1f} us each "
-          f"(median body {statistics.median(len(b) for b in slow):,.0f} characters)")
+    print(f"  for comparison, nh3.clean on the bodies with markup: {per_body(marked, nh3.clean) * 1e6:,.1f} us each "
+          f"(median body {statistics.median(len(b) for b in marked):,.0f} characters)")
 
 
 def main() -> None:
@@ -272,7 +336,8 @@ def main() -> None:
                         help="share of bodies with inline HTML, a link and an entity (0 to 1)")
     parser.add_argument("--keep", type=Path, help="write the file (and databases) here and keep them")
     parser.add_argument("--full", action="store_true", help="also import into SQLite, and dry-run, in child processes")
-    parser.add_argument("--profile", action="store_true", help="with --full: cProfile the import")
+    parser.add_argument("--profile", action="store_true",
+                        help="with --full: cProfile the import's reading process (not its workers)")
     parser.add_argument("--child", nargs=3, metavar=("MODE", "FILE", "DB"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

@@ -1,25 +1,40 @@
-"""Moving in: stream another system's export through the checks and the sanitiser into the store, with a report."""
+"""Moving in: stream another system's export through the checks and the sanitiser into the store, with a report.
+
+The file is read here; each batch of comments is a task for a worker process (one per core,
+up to four): render, make the rows (encryption, keyed hashes), then write them in a
+transaction of its own. The writes take turns in file order, so ids follow the file and a
+reply finds its parent stored already, and the next batches are rendered meanwhile.
+"""
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import re
-from collections import Counter
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from multiprocessing.context import BaseContext
+from operator import attrgetter
+from typing import Any, Protocol, TypeVar
 
-from . import importers, sanitize, store
+from . import importers, markdown, sanitize, store
 from .db import Database
 from .importers import ImportedComment, ImportFormatError, Options, Problem
-from .store.imports import Prepared, origin_key
+from .store.imports import Prepared, RowMaker, origin_key
 
-BATCH = 1000
+#: Comments per batch: per task of a worker process, and per transaction.
+BATCH = 2000
 MAX_LISTED_FAILURES = 100
 _PARAGRAPH_TAGS = re.compile(r"</?p(?:\s[^>]*)?>", re.IGNORECASE)
 
 Progress = Callable[["Report"], None]
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 
 @dataclass
@@ -71,9 +86,11 @@ class Report:
 
 
 def prepare(item: ImportedComment) -> Prepared:
-    """Render an imported body with the same sanitiser as a new comment."""
+    """Render an imported body with the same sanitiser as a new comment (Markdown made HTML first)."""
     text = item.body
-    if item.body_format == "html":
+    if item.body_format == "markdown":  # Isso's: its inline markup as HTML, its blocks as typed
+        text = markdown.to_html(text)
+    if item.body_format in ("html", "markdown"):
         text = _PARAGRAPH_TAGS.sub("\n\n", text).strip() or text
     key = origin_key(item.origin, item.source, item.origin_id)
     parent = origin_key(item.origin, item.source, item.parent_origin_id) if item.parent_origin_id else None
@@ -105,29 +122,144 @@ def _raw_batches(report: Report, items: Iterator[importers.Item]) -> Iterator[li
         yield batch
 
 
-def _prepare_all(batch: list[ImportedComment]) -> list[Prepared]:
-    return [prepare(item) for item in batch]
+# ---- the work done in worker processes ---------------------------------------------------
 
 
-def _batches(report: Report, items: Iterator[importers.Item]) -> Iterator[list[Prepared]]:
-    """Batches rendered by the sanitiser in other processes (one per core), the next one while the
-    current one is written; at most two batches are in memory at once."""
-    raw = _raw_batches(report, items)
-    workers = min(os.cpu_count() or 1, 4)
-    if workers < 2:
-        for batch in raw:
-            yield _prepare_all(batch)
-        return
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        pending: list[Future[list[Prepared]]] = []
-        for batch in raw:
-            size = max(1, -(-len(batch) // workers))
-            submitted = [pool.submit(_prepare_all, batch[i:i + size]) for i in range(0, len(batch), size)]
-            if pending:
-                yield [p for future in pending for p in future.result()]
-            pending = submitted
-        if pending:
-            yield [p for future in pending for p in future.result()]
+class Turnstile:
+    """Lets numbered batches through one at a time, in order, across processes. Once stopped
+    after a batch (it failed), the batches after it are turned away; the ones before it still
+    go through, as they would have, one after the other, in a single process."""
+
+    _NEVER = 2**62
+
+    def __init__(self, context: BaseContext) -> None:
+        self._condition = context.Condition()
+        self._next = context.RawValue("q", 0)
+        self._stop_after = context.RawValue("q", self._NEVER)
+
+    @contextmanager
+    def turn(self, number: int) -> Iterator[bool]:
+        """Wait for this batch's turn; yields False when it was turned away meanwhile."""
+        with self._condition:
+            self._condition.wait_for(lambda: self._next.value == number or number > self._stop_after.value)
+            go = number <= self._stop_after.value
+        if not go:  # turned away: the turn stays where it is, for the batches before it
+            yield False
+            return
+        try:
+            yield True
+        except BaseException:
+            self.stop(after=number)
+            raise
+        finally:
+            with self._condition:
+                self._next.value = number + 1
+                self._condition.notify_all()
+
+    def stop(self, after: int = -1) -> None:
+        """Turn away the batches after this one (by default, all that have not had their turn)."""
+        with self._condition:
+            self._stop_after.value = min(self._stop_after.value, after)
+            self._condition.notify_all()
+
+
+class _Job(Protocol[T_co]):
+    """What is done with each batch, in a worker process (or here, with one core)."""
+
+    def __call__(self, number: int, batch: list[ImportedComment]) -> T_co: ...
+
+    def start_worker(self) -> None:
+        """First thing in each worker process."""
+
+    def stop(self) -> None:
+        """The run ends early: batches that have not had their turn are not written."""
+
+
+@dataclass
+class _Writing:
+    """An import's job: a batch's rows made, then written in the batch's turn: (imported, present)."""
+
+    db: Database
+    maker: RowMaker
+    now: datetime
+    turnstile: Turnstile
+
+    def __call__(self, number: int, batch: list[ImportedComment]) -> tuple[int, int]:
+        try:
+            rows = [self.maker(prepare(item)) for item in batch]
+        except BaseException:
+            self.turnstile.stop(after=number)  # it never takes its turn: the ones after it must not wait
+            raise
+        with self.turnstile.turn(number) as go:
+            if not go:
+                return 0, 0
+            with store.imports.writer(self.db, self.now) as writer:
+                return writer.write(rows)
+
+    def start_worker(self) -> None:
+        # The pool's connections came by fork and are the parent's: leave them, open new ones.
+        self.db.engine.dispose(close=False)
+
+    def stop(self) -> None:
+        self.turnstile.stop()
+
+
+class _Checking:
+    """A dry run's job: the batch rendered, and its origin keys."""
+
+    def __call__(self, number: int, batch: list[ImportedComment]) -> list[str]:
+        return [prepare(item).key for item in batch]
+
+    def start_worker(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+# A record travels to a worker as a plain tuple of its fields (a dataclass pickles ten times
+# slower). The job travels by fork, never pickled: it may hold the email keys.
+_FIELDS = attrgetter(*(f.name for f in fields(ImportedComment)))
+_worker_job: _Job[Any] | None = None  # in a worker process, set by _start_worker
+
+
+def _start_worker(job: _Job[Any]) -> None:
+    global _worker_job
+    job.start_worker()
+    _worker_job = job
+
+
+def _run_in_worker(number: int, batch: list[tuple[Any, ...]]) -> Any:
+    assert _worker_job is not None, "not in a worker started by _start_worker"
+    return _worker_job(number, [ImportedComment(*values) for values in batch])
+
+
+def _each_batch(report: Report, items: Iterator[importers.Item], job: _Job[T], workers: int) -> Iterator[T]:
+    """job(number, batch) for each batch of the file, in worker processes (here with fewer than
+    two), the results in file order. At most one batch per worker, and one more, is in flight:
+    memory stays bounded however long the file."""
+    batches = enumerate(_raw_batches(report, items))
+    try:
+        if workers < 2:
+            for number, batch in batches:
+                yield job(number, batch)
+            return
+        context = multiprocessing.get_context("fork")
+        gc.freeze()  # the collector would otherwise write to, and so copy, every page the workers share
+        try:
+            with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(job,)) as pool:
+                pending: deque[Future[T]] = deque()
+                for number, batch in batches:
+                    pending.append(pool.submit(_run_in_worker, number, [_FIELDS(item) for item in batch]))
+                    if len(pending) > workers:
+                        yield pending.popleft().result()
+                while pending:
+                    yield pending.popleft().result()
+        finally:
+            gc.unfreeze()
+    except BaseException:
+        job.stop()
+        raise
 
 
 def run(
@@ -144,23 +276,41 @@ def run(
             return check
     report = Report(origin, dry_run)
     waiting_before = 0 if dry_run else store.imports.orphans(db)
-    pages: dict[str, int] = {}
-    now = store.utcnow()
+    parsed = importers.parse(origin, path, options)
     try:
-        for batch in _batches(report, importers.parse(origin, path, options)):
-            if dry_run:
-                found = store.imports.present(db, [p.key for p in batch])
-                report.present += len({p.key for p in batch if p.key in found})
-                report.imported += len({p.key for p in batch} - found)
-            else:
-                imported, present = store.imports.write_batch(db, batch, pages, now)
-                report.imported += imported
-                report.present += present
-            if progress:
-                progress(report)
+        if dry_run:
+            _check(db, report, parsed, progress)
+        else:
+            _write(db, report, parsed, progress)
     except ImportFormatError as exc:
         report.fatal = exc.problem
     if not dry_run and (report.imported or report.present):
         summary = f"{origin}: {report.imported} imported, {report.present} already present"
         report.reparented = store.imports.finish(db, actor, summary, store.utcnow(), waiting_before)
     return report
+
+
+def _workers(db: Database | None = None) -> int:
+    """Worker processes: one per core, up to four; none for a database only this process sees."""
+    if db is not None and db.is_sqlite and db.engine.url.database in (None, "", ":memory:"):
+        return 1
+    return min(os.cpu_count() or 1, 4)
+
+
+def _write(db: Database, report: Report, parsed: Iterator[importers.Item], progress: Progress | None) -> None:
+    now = store.utcnow()
+    job = _Writing(db, store.imports.row_maker(db, now), now, Turnstile(multiprocessing.get_context("fork")))
+    for imported, present in _each_batch(report, parsed, job, _workers(db)):
+        report.imported += imported
+        report.present += present
+        if progress:
+            progress(report)
+
+
+def _check(db: Database, report: Report, parsed: Iterator[importers.Item], progress: Progress | None) -> None:
+    for keys in _each_batch(report, parsed, _Checking(), _workers()):
+        found = store.imports.present(db, keys)
+        report.present += len({key for key in keys if key in found})
+        report.imported += len(set(keys) - found)
+        if progress:
+            progress(report)

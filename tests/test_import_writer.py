@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import pickle
 import sqlite3
 import subprocess
 import sys
@@ -16,11 +17,13 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import SQLModel
 
-from comments import importing
+from comments import importing, store
 from comments.cli import main
 from comments.db import Database
 from comments.settings import Settings
-from comments.store.imports import origin_key
+from comments.store.comments import ensure_page, ensure_pages
+from comments.store.common import page_t
+from comments.store.imports import ROW_FIELDS, link_parents, origin_key
 from conftest import TEST_EMAIL_KEY, command_line_environment
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -347,6 +350,186 @@ def test_a_comment_naming_itself_as_parent_is_top_level(database_url: str, db: D
     assert imported(database_url, "wordpress", "https://site.example")["1"]["parent"] is None
 
 
+# ---- the work in worker processes --------------------------------------------------------------
+
+
+BODIES = [
+    "plain words, a line\nand another\n\nand a paragraph",
+    'see <a href="https://source.example/r">the report</a> &amp; <em>table 3</em> &#8230;',  # the inline fast path
+    "<blockquote>quoted</blockquote> and www.example.com <img src=x onerror=alert(1)>",  # bleach
+    "fish & chips -> <b>yes</b>",
+]
+
+
+def mixed_file(path: Path) -> Path:
+    """Four posts of nine comments: bodies for each path of the sanitiser, addresses of each
+    kind, replies to earlier comments, to a later one, and to one on another post."""
+    items, number = [], 0
+    for post in range(4):
+        comments = []
+        for position in range(9):
+            number += 1
+            parent = {2: number - 1, 4: number + 1, 5: number - 3, 7: max(1, number - 12)}.get(position, 0)
+            comments.append(wp_comment(
+                number, parent=parent, comment_content=BODIES[number % 4],
+                comment_author_IP=["192.0.2.77", "2001:db8::5", "", "not-an-address"][number % 4],
+                comment_author_email=f"reader{number % 5}@example.net" if number % 6 else "",
+                comment_author_url="https://reader.example/" if number % 2 else "",
+                comment_approved=["1", "0", "spam", "1"][number % 4]))
+        items.append(f"<item>\n<link>https://site.example/p{post}/</link>\n" + "".join(comments) + "</item>\n")
+    path.write_text(WXR_HEAD + "".join(items) + "</channel>\n</rss>\n", encoding="utf-8")
+    return path
+
+
+def readable(url: str, db: Database) -> dict[str, list[dict[str, Any]]]:
+    """Every row, ids included, with addresses decrypted and without the times of the run."""
+    rows = snapshot(url)
+    for row in rows["comment"]:
+        row["email"] = db.keyring().decrypt(row["email"])
+        del row["updated_at"]
+    for table in ("page", "moderation_action"):
+        for row in rows[table]:
+            del row["created_at"]
+    return rows
+
+
+def empty(url: str) -> None:
+    """Remove every row, and start the ids again from 1 (as a fresh test database does)."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                tables = ", ".join(t.name for t in SQLModel.metadata.sorted_tables)
+                conn.exec_driver_sql(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+            else:
+                for table in reversed(SQLModel.metadata.sorted_tables):
+                    conn.execute(table.delete())
+    finally:
+        engine.dispose()
+
+
+def test_rows_made_in_worker_processes_are_the_rows_made_here(
+    database_url: str, db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = mixed_file(tmp_path / "mixed.xml")
+    monkeypatch.setattr(importing, "BATCH", 5)  # eight batches, several in flight at once
+    pools: list[int] = []
+
+    class Pool(importing.ProcessPoolExecutor):
+        def __init__(self, workers: int, **kwargs: Any) -> None:
+            pools.append(workers)
+            super().__init__(workers, **kwargs)
+
+    monkeypatch.setattr(importing, "ProcessPoolExecutor", Pool)
+    monkeypatch.setattr(importing.os, "cpu_count", lambda: 2)
+    in_workers = importing.run(db, "wordpress", path)
+    rows_in_workers = readable(database_url, db)
+    empty(database_url)
+    monkeypatch.setattr(importing.os, "cpu_count", lambda: 1)
+    here = importing.run(db, "wordpress", path)
+    assert pools == [2]  # the first run used two worker processes, the second none
+    assert in_workers.lines() == here.lines()
+    assert in_workers.lines()[0] == (
+        "imported 36, already present 0, re-parented 3, skipped 0, failed 0 (of 36 comments read)")
+    # The same rows with the same ids: written in file order, however many processes made them.
+    assert rows_in_workers == readable(database_url, db)
+    found = imported(database_url, "wordpress", "https://site.example")
+    assert {i: found[i]["parent"] for i in ("3", "5", "6", "8", "17")} == {
+        "3": "2", "5": "6", "6": "3", "8": "1", "17": None}  # 5's parent came after it; 17's is on another post
+    assert {r["body_html"] for r in found.values()} >= {
+        f'<p>see <a href="https://source.example/r" rel="nofollow ugc noopener">the report</a> &amp; '
+        "<em>table 3</em> &#8230;</p>"}
+
+
+def test_the_email_keys_reach_the_workers_by_fork_only(db: Database) -> None:
+    # What makes the rows holds the keys and cannot be pickled: it cannot travel through the
+    # pool's pipes (or into a log) by mistake. The workers inherit it (the test above).
+    with pytest.raises(TypeError):
+        pickle.dumps(store.imports.row_maker(db, store.utcnow()))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("stage", ["writing", "rendering"])
+def test_a_failed_batch_stops_the_ones_after_it(
+    database_url: str, db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int, stage: str
+) -> None:
+    monkeypatch.setattr(importing, "BATCH", 2)
+    monkeypatch.setattr(importing.os, "cpu_count", lambda: workers)
+    path = wxr_file(tmp_path / "a.xml", *(wp_comment(n, comment_content=f"Comment {n}") for n in range(1, 9)))
+    if stage == "writing":
+        write = store.imports.Writer.write
+        third = origin_key("wordpress", "https://site.example", "3")
+
+        def failing_write(self: Any, batch: list[Any]) -> tuple[int, int]:
+            if any(row[ROW_FIELDS.index("origin_key")] == third for _, row in batch):
+                raise RuntimeError("the disk is full")
+            return write(self, batch)
+
+        monkeypatch.setattr(store.imports.Writer, "write", failing_write)
+    else:
+        render = importing.sanitize.render
+
+        def failing_render(body: str) -> str:
+            if body == "Comment 3":
+                raise RuntimeError("the disk is full")
+            return render(body)
+
+        monkeypatch.setattr(importing.sanitize, "render", failing_render)
+    # Batches: 1-2, 3-4 (fails), 5-6, 7-8. The first is written, as it would be in one process;
+    # none after the failure is.
+    with pytest.raises(RuntimeError, match="the disk is full"):
+        importing.run(db, "wordpress", path)
+    assert sorted(imported(database_url, "wordpress", "https://site.example")) == ["1", "2"]
+
+
+def test_the_importing_connection_keeps_its_larger_cache_to_itself(
+    database_url: str, db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not db.is_sqlite:
+        pytest.skip("a SQLite page cache")
+    monkeypatch.setattr(importing.os, "cpu_count", lambda: 1)  # the writes in this process, on its pool
+    with db.engine.connect() as conn:
+        default = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+    assert importing.run(db, "wordpress", wxr_file(tmp_path / "a.xml", wp_comment(1))).imported == 1
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == default
+
+
+def test_linking_parents_visits_only_the_waiting_rows(db: Database) -> None:
+    if not db.is_sqlite:
+        pytest.skip("SQLite's query plan")
+    # Without statistics, SQLite read the whole table for every batch (a slower import for each
+    # comment already stored); the waiting rows are found through their index instead.
+    update = []
+    with db.engine.connect() as conn:
+
+        @sa.event.listens_for(conn, "before_cursor_execute", retval=True)
+        def explain(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> Any:
+            if statement.startswith("UPDATE comment"):
+                update.extend(cursor.execute("EXPLAIN QUERY PLAN " + statement, parameters).fetchall())
+            return statement, parameters
+
+        with conn.begin():
+            link_parents(conn)
+    details = [row[-1] for row in update]
+    assert details and not [d for d in details if d.startswith("SCAN")], details
+
+
+def test_pages_made_together_are_made_as_one_by_one(database_url: str, db: Database) -> None:
+    now = store.utcnow()
+    with db.write() as conn:
+        first = ensure_page(conn, "/a/", now).id
+        ids = ensure_pages(conn, ["/b/", "/a/", "/" + "c" * 1000], now)
+        assert ids["/a/"] == first and ids == ensure_pages(conn, list(ids), now)
+        assert ids["/b/"] < ids["/" + "c" * 1000]  # made in the order given
+        alone = ensure_page(conn, "/d/", now)
+    rows = {row["key"]: row for row in snapshot(database_url)["page"]}
+    assert set(rows) == {"/a/", "/b/", "/" + "c" * 1000, "/d/"}
+    assert {k: (r["id"], r["closed"], r["thread_version"], r["created_at"]) for k, r in rows.items()} == {
+        **{key: (page_id, False, 0, now) for key, page_id in ids.items()}, "/d/": (alone.id, False, 0, now)}
+    assert rows["/b/"]["key_hash"] == store.comments.page_key_hash("/b/")
+
+
 # ---- Disqus and Isso samples ------------------------------------------------------------------
 
 
@@ -401,6 +584,12 @@ def test_isso_sample_end_to_end(capsys: pytest.CaptureFixture[str], database_url
         "1": None, "2": "1", "3": None, "5": None, "6": None, "7": None, "10": "7"}
     assert {i: r["status"] for i, r in found.items() if r["status"] != "approved"} == {"3": "pending", "6": "trash"}
     assert found["1"]["created_at"] == datetime(2023, 1, 15, 9, 12, 0, 500000)
+    # Isso stores Markdown: its inline markup becomes HTML, through the same sanitiser.
+    assert found["1"]["body_html"] == (
+        "<p>Thanks for pulling the numbers together.</p>\n<p>Which <strong>sources</strong> did you use?</p>")
+    assert found["1"]["body"].endswith("Which **sources** did you use?")
+    assert found["3"]["body_html"] == "<p>Your formula is off by one: <code>a[b[0]] &gt; 1</code></p>"
+    assert found["7"]["body_html"] == "<p>Is there a printable version?<br>\nAsking for my reading group.</p>"
     assert (found["1"]["url"], found["10"]["url"]) == ("https://ann.example.net", None)
     assert found["2"]["author"] == "Anonymous" and found["2"]["email"] == ""
     assert {found[i]["page"] for i in ("7", "10")} == {SECOND_POST}

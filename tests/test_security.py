@@ -1,11 +1,14 @@
 """Signing, keyed hashes, client addresses behind proxies and redirect targets."""
 
 import ipaddress
+import random
 
 import pytest
 
 from comments.errors import ApiError
-from comments.security import Keys, client_ip, decode_cursor, encode_cursor, safe_redirect, token_hash
+from comments.security import (
+    Keys, anonymise_ip, client_ip, decode_cursor, encode_cursor, normalise_ip, safe_redirect, token_hash,
+)
 
 KEYS = Keys(b"k" * 32)
 TRUSTED = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("127.0.0.1/32"))
@@ -85,3 +88,49 @@ ORIGINS = ("https://blog.example", "http://127.0.0.1:8000")
 )
 def test_safe_redirect(target: str | None, expected: str | None) -> None:
     assert safe_redirect(target, ORIGINS, "comment-7") == expected
+
+
+# ---- addresses: the shortcut for plain IPv4 gives what ipaddress gives -----------------------
+
+
+def _by_ipaddress(value: str | None) -> tuple[str | None, str | None]:
+    """(normalised, anonymised) the long way round, as both were written before the shortcut."""
+    try:
+        address = ipaddress.ip_address((value or "").strip().strip("[]"))
+    except ValueError:
+        address = None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    try:
+        normal: str | None = str(ipaddress.ip_address(value or ""))
+    except ValueError:
+        normal = None
+    if address is None:
+        return normal, None
+    prefix = 24 if address.version == 4 else 48
+    return normal, str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
+
+
+def _addresses(count: int, seed: int = 7) -> list[str]:
+    rnd = random.Random(seed)
+    parts = ["0", "1", "9", "10", "99", "100", "199", "200", "249", "250", "255", "256", "300", "00", "01", "010"]
+    out = ["0.0.0.0", "255.255.255.255", "1.2.3", "1.2.3.4.5", " 1.2.3.4", "1.2.3.4\n", "[1.2.3.4]", "::ffff:1.2.3.4",
+           "2001:db8::1", "\uff11.2.3.4", "1.2.3.\u0664", "", "1..2.3", "a.b.c.d"]
+    for _ in range(count):
+        if rnd.random() < 0.5:
+            out.append(".".join(str(rnd.randrange(256)) for _ in range(4)))
+        else:
+            out.append(".".join(rnd.choice(parts) for _ in range(rnd.choice([3, 4, 4, 4, 5]))))
+    return out
+
+
+def test_ipv4_shortcut_gives_what_ipaddress_gives() -> None:
+    for value in _addresses(20_000):
+        normal, anonymised = _by_ipaddress(value)
+        assert anonymise_ip(value) == anonymised, value
+        if normal is None:
+            with pytest.raises(ValueError):
+                normalise_ip(value)
+        else:
+            assert normalise_ip(value) == normal, value
+    assert anonymise_ip(None) is None

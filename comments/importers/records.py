@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from abc import ABC, abstractmethod
 import re
 from collections.abc import Iterable, Iterator
@@ -13,6 +12,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from ..forms import normalise_email, normalise_url
+from ..security import normalise_ip
 
 Status = Literal["approved", "pending", "spam", "trash"]
 Kind = Literal["skipped", "failed", "warning"]
@@ -232,7 +232,7 @@ class Checker:
         ip = ip.strip()
         if ip:
             try:
-                clean_ip = str(ipaddress.ip_address(ip))
+                clean_ip = normalise_ip(ip)
             except ValueError:
                 yield Problem(position, "address dropped: not an IP address", origin_id=origin_id,
                               kind="warning")
@@ -390,6 +390,9 @@ def read_xml(path: str, handler: XmlHandler) -> Iterator[Item]:
     expat.StartElementHandler = handler.start
     expat.EndElementHandler = handler.end
     expat.CharacterDataHandler = handler.data
+    # The marks around a CDATA section (WordPress writes eight per comment) would each go to
+    # ElementTree's catch-all handler, which ignores them; the section's text still comes to data().
+    expat.StartCdataSectionHandler = expat.EndCdataSectionHandler = _ignore
     try:
         stream = open(path, "rb")  # noqa: SIM115 (closed below, also when the caller stops early)
     except OSError as exc:
@@ -425,6 +428,10 @@ def read_xml(path: str, handler: XmlHandler) -> Iterator[Item]:
                 return
     finally:
         stream.close()
+
+
+def _ignore() -> None:
+    """An expat handler that does nothing."""
 
 
 def attribute(attrs: list[str], name: str) -> str | None:

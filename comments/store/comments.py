@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ..crypto import Keyring
 from ..db import Database
 from ..errors import ApiError, not_found, validation_error
 from ..models import CommentIn, Rules, Status
@@ -45,7 +46,16 @@ def body_hash(body: str) -> str:
 
 def email_lookups(db: Database, email: str) -> list[str]:
     """The keyed hashes an address may be stored under (the newest key's first)."""
-    return db.keyring().lookups("email:" + email.casefold())
+    return db.keyring().lookups(_email_lookup_text(email))
+
+
+def email_lookup(ring: Keyring, email: str) -> str:
+    """The keyed hash a new row stores for an address: the first of email_lookups."""
+    return ring.lookup(_email_lookup_text(email))
+
+
+def _email_lookup_text(email: str) -> str:
+    return "email:" + email.casefold()
 
 
 def ip_lookup(db: Database, ip: str) -> str:
@@ -53,11 +63,15 @@ def ip_lookup(db: Database, ip: str) -> str:
     return db.keyring().lookup("ip:" + ip)
 
 
+def page_key_hash(key: str) -> str:
+    """What a page is found by: its key can be too long for an index of its own."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
 def page_row(conn: Connection, key: str) -> Any:
-    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
     return conn.execute(
         sa.select(page_t.c.id, page_t.c.key, page_t.c.closed, page_t.c.thread_version).where(
-            page_t.c.key_hash == digest
+            page_t.c.key_hash == page_key_hash(key)
         )
     ).first()
 
@@ -65,13 +79,38 @@ def page_row(conn: Connection, key: str) -> Any:
 def ensure_page(conn: Connection, key: str, now: datetime) -> Any:
     row = page_row(conn, key)
     if row is None:
-        digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
         from .common import insert_ignore
 
-        insert_ignore(conn, page_t, {"key": key, "key_hash": digest, "closed": False,
-                                     "thread_version": 0, "created_at": now}, ["key_hash"])
+        insert_ignore(conn, page_t, _new_page(key, now), ["key_hash"])
         row = page_row(conn, key)
     return row
+
+
+def ensure_pages(conn: Connection, keys: list[str], now: datetime) -> dict[str, int]:
+    """The ids of these pages, each made as ensure_page would if it does not exist yet (in the
+    order given): a few statements for all of them (an importer's batch names dozens)."""
+    from .common import insert_ignore
+
+    by_hash = {page_key_hash(key): key for key in keys}
+    ids = _page_ids(conn, list(by_hash))
+    missing = [digest for digest in by_hash if digest not in ids]
+    if missing:
+        insert_ignore(conn, page_t, [_new_page(by_hash[digest], now) for digest in missing], ["key_hash"])
+        ids.update(_page_ids(conn, missing))
+    return {by_hash[digest]: page_id for digest, page_id in ids.items()}
+
+
+def _page_ids(conn: Connection, digests: list[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for start in range(0, len(digests), 500):
+        rows = conn.execute(sa.select(page_t.c.key_hash, page_t.c.id).where(
+            page_t.c.key_hash.in_(digests[start:start + 500])))
+        found.update((digest, page_id) for digest, page_id in rows)
+    return found
+
+
+def _new_page(key: str, now: datetime) -> dict[str, Any]:
+    return {"key": key, "key_hash": page_key_hash(key), "closed": False, "thread_version": 0, "created_at": now}
 
 
 def _lock(conn: Connection, key: str) -> None:

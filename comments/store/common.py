@@ -32,9 +32,15 @@ def rfc3339(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def insert_ignore(conn: Connection, table: sa.Table, values: dict[str, Any], key: list[str]) -> None:
-    """INSERT that does nothing when a row with the same unique key exists."""
+def insert_ignore(
+    conn: Connection, table: sa.Table, values: dict[str, Any] | list[dict[str, Any]], key: list[str]
+) -> None:
+    """INSERT that does nothing when a row with the same unique key exists (given a list of
+    rows, one executemany that does so for each)."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    if isinstance(values, list):
+        conn.execute(dialect.insert(table).on_conflict_do_nothing(index_elements=key), values)
+        return
     stmt = dialect.insert(table).values(**values).on_conflict_do_nothing(index_elements=key)
     conn.execute(stmt)
 
