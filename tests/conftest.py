@@ -175,6 +175,23 @@ async def approve(mod: httpx.AsyncClient, comment_id: int) -> None:
     assert response.status_code == 200, response.text
 
 
+def table_rows(url: str, names: set[str] | None = None, excluded: frozenset[str] = frozenset()
+               ) -> dict[str, list[dict[str, Any]]]:
+    """Every row of every table of the models (or of those named, or all but the excluded), each
+    table's rows ordered by primary key."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {
+                str(table.name): [dict(row._mapping) for row in conn.execute(
+                    sa.select(table).order_by(*table.primary_key.columns))]
+                for table in SQLModel.metadata.sorted_tables
+                if (table.name in names if names is not None else table.name not in excluded)
+            }
+    finally:
+        engine.dispose()
+
+
 @contextmanager
 def command_line_environment(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str, email_key: str | None = TEST_EMAIL_KEY

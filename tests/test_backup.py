@@ -13,7 +13,6 @@ import httpx
 import orjson
 import pytest
 import sqlalchemy as sa
-from sqlmodel import SQLModel
 
 from comments import backup, store
 from comments.app import create_app
@@ -22,7 +21,8 @@ from comments.crypto import new_key
 from comments.db import Database, head_revision
 from comments.models import CommentIn
 from comments.store.imports import origin_key
-from conftest import PG_URL, TEST_EMAIL_KEY, Clients, approve, base_settings, command_line_environment, post
+from conftest import (PG_URL, TEST_EMAIL_KEY, Clients, approve, base_settings, command_line_environment, post,
+                      table_rows)
 
 WXR_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "wxr-sample.xml"
 pytestmark = pytest.mark.skipif(not WXR_SAMPLE.is_file(), reason="the shared WXR sample is not beside the checkout")
@@ -61,17 +61,7 @@ def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, url
 
 def snapshot(url: str, names: set[str] | None = None) -> dict[str, list[dict[str, Any]]]:
     """Every row of the tables a backup holds (or of those named), ordered by primary key."""
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return {
-                str(table.name): [dict(row._mapping) for row in conn.execute(
-                    sa.select(table).order_by(*table.primary_key.columns))]
-                for table in SQLModel.metadata.sorted_tables
-                if (table.name in names if names is not None else table.name not in EXCLUDED)
-            }
-    finally:
-        engine.dispose()
+    return table_rows(url, names, frozenset(EXCLUDED))
 
 
 def row_count(url: str) -> int:

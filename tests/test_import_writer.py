@@ -22,9 +22,8 @@ from comments.cli import main
 from comments.db import Database
 from comments.settings import Settings
 from comments.store.comments import ensure_page, ensure_pages
-from comments.store.common import page_t
 from comments.store.imports import ROW_FIELDS, link_parents, origin_key
-from conftest import TEST_EMAIL_KEY, command_line_environment
+from conftest import command_line_environment, table_rows
 
 DATA = Path(__file__).resolve().parent / "data"
 WXR_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "wxr-sample.xml"
@@ -67,16 +66,7 @@ def db(settings: Settings) -> Iterator[Database]:
 
 def snapshot(url: str) -> dict[str, list[dict[str, Any]]]:
     """Every row of every table, ordered by primary key."""
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return {
-                str(table.name): [dict(row._mapping) for row in conn.execute(
-                    sa.select(table).order_by(*table.primary_key.columns))]
-                for table in SQLModel.metadata.sorted_tables
-            }
-    finally:
-        engine.dispose()
+    return table_rows(url)
 
 
 def counts(url: str) -> dict[str, int]:

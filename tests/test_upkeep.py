@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from conftest import TEST_EMAIL_KEY, Clients, approve, post
+from conftest import Clients, approve, command_line_environment, post
 
 from comments import sanitize, store
 from comments.app import upkeep_loop
@@ -148,24 +148,9 @@ async def test_a_comment_and_its_parent_purged_together(clients: Clients, mod: h
 
 @pytest.fixture
 def cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str) -> Iterator[pytest.MonkeyPatch]:
-    """An in-process `comments` command's environment; the root logger's handlers put back afterwards."""
-    for name in [n for n in os.environ if n.startswith("COMMENTS_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("COMMENTS_DATABASE_URL", database_url)
-    monkeypatch.setenv("COMMENTS_EMAIL_KEY", TEST_EMAIL_KEY)
-    workdir = tmp_path / "cwd"
-    workdir.mkdir()
-    monkeypatch.chdir(workdir)
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    try:
+    """An in-process `comments` command's environment (conftest.command_line_environment)."""
+    with command_line_environment(monkeypatch, tmp_path, database_url):
         yield monkeypatch
-    finally:
-        for handler in root.handlers:
-            if handler not in handlers:
-                handler.close()
-        root.handlers[:] = handlers
-        root.setLevel(level)
 
 
 @pytest.mark.parametrize(("days", "deleted"), [(None, {0, 1}), ("0", set()), ("100", {1})])
