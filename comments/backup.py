@@ -214,6 +214,7 @@ def export_wxr(db: Database, out: IO[bytes], site: str, progress: Progress | Non
                        f"<wp:comment_author_email>{_text(email)}</wp:comment_author_email>\n"
                        f"<wp:comment_author_url>{_text(row.url or '')}</wp:comment_author_url>\n"
                        f"<wp:comment_author_IP>{_text(row.ip or '')}</wp:comment_author_IP>\n"
+                       f"<wp:comment_agent>{_text(row.user_agent or '')}</wp:comment_agent>\n"
                        f"<wp:comment_date>{date}</wp:comment_date>\n"
                        f"<wp:comment_date_gmt>{date}</wp:comment_date_gmt>\n"
                        f"<wp:comment_content><![CDATA[{_cdata(row.body)}]]></wp:comment_content>\n"

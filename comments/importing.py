@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import multiprocessing.util
 import os
 import re
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from multiprocessing.context import BaseContext
@@ -174,15 +175,21 @@ class _Job(Protocol[T_co]):
     def stop(self) -> None:
         """The run ends early: batches that have not had their turn are not written."""
 
+    def close(self) -> None:
+        """The process has done its last batch (each worker, and this one)."""
+
 
 @dataclass
 class _Writing:
-    """An import's job: a batch's rows made, then written in the batch's turn: (imported, present)."""
+    """An import's job: a batch's rows made, then written in the batch's turn: (imported, present).
+    Each process writes through one connection of its own, open until its last batch."""
 
     db: Database
     maker: RowMaker
     now: datetime
     turnstile: Turnstile
+    _writer: store.imports.Writer | None = None
+    _closing: ExitStack = field(default_factory=ExitStack)
 
     def __call__(self, number: int, batch: list[ImportedComment]) -> tuple[int, int]:
         try:
@@ -193,15 +200,22 @@ class _Writing:
         with self.turnstile.turn(number) as go:
             if not go:
                 return 0, 0
-            with store.imports.writer(self.db, self.now) as writer:
-                return writer.write(rows)
+            if self._writer is None:
+                self._writer = self._closing.enter_context(store.imports.writer(self.db, self.now))
+            return self._writer.write(rows)
 
     def start_worker(self) -> None:
         # The pool's connections came by fork and are the parent's: leave them, open new ones.
         self.db.engine.dispose(close=False)
+        # A pool's worker process ends through multiprocessing, which runs its finalizers.
+        multiprocessing.util.Finalize(self, self.close, exitpriority=10)
 
     def stop(self) -> None:
         self.turnstile.stop()
+
+    def close(self) -> None:
+        self._writer = None
+        self._closing.close()
 
 
 class _Checking:
@@ -214,6 +228,9 @@ class _Checking:
         pass
 
     def stop(self) -> None:
+        pass
+
+    def close(self) -> None:
         pass
 
 
@@ -260,6 +277,8 @@ def _each_batch(report: Report, items: Iterator[importers.Item], job: _Job[T], w
     except BaseException:
         job.stop()
         raise
+    finally:
+        job.close()
 
 
 def run(

@@ -387,10 +387,12 @@ def test_a_backup_taken_while_comments_arrive_is_one_moment(
 # ---- the WordPress export -------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("settings_overrides", [{"ip_retention_days": 30}])  # addresses and user agents kept
 async def test_wxr_export_imports_back_with_our_wordpress_importer(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, database_url: str, fresh_url: str,
     clients: Clients, mod: httpx.AsyncClient, tmp_path: Path,
 ) -> None:
+    monkeypatch.setenv("COMMENTS_IP_RETENTION_DAYS", "30")
     await populate(clients, mod, capsys, monkeypatch, database_url)
     file = tmp_path / "export.xml"
     code, _, err = cli(capsys, monkeypatch, database_url, "export", file, "--format", "wxr", "--site", SITE + "/")
@@ -400,6 +402,7 @@ async def test_wxr_export_imports_back_with_our_wordpress_importer(
     assert root.tag == "rss"
 
     source = comments_by_id(database_url)
+    assert any(row["user_agent"] for row in source.values())  # so the comparison below shows they travel
     code, out, err = cli(capsys, monkeypatch, fresh_url, "import", "wordpress", "--page-from", "link", file)
     assert code == 0, err
     assert out.splitlines() == [f"imported {len(source)}, already present 0, re-parented 0, skipped 0, failed 0 "
@@ -411,8 +414,8 @@ async def test_wxr_export_imports_back_with_our_wordpress_importer(
     new_to_old = {row["id"]: old for old, row in as_source.items()}
     for old, row in as_source.items():
         was = source[old]
-        assert (row["page"], row["status"], row["author"], row["email"], row["url"], row["body"]) == (
-            was["page"], was["status"], was["author"], was["email"], was["url"], was["body"]), old
+        fields = ("page", "status", "author", "email", "url", "body", "ip", "user_agent")
+        assert [row[name] for name in fields] == [was[name] for name in fields], old
         assert new_to_old.get(row["parent_id"]) == was["parent_id"], old
         # WXR dates have whole seconds.
         assert row["created_at"] == was["created_at"].replace(microsecond=0)

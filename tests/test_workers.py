@@ -6,19 +6,16 @@ from __future__ import annotations
 import itertools
 import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 import sqlalchemy as sa
+from chaos_support import Server, group_members, postgres_schema
 from conftest import TEST_EMAIL_KEY
 
 from comments.crypto import Keyring, parse_keys
@@ -27,16 +24,9 @@ pytestmark = pytest.mark.slow
 
 PG_URL = os.environ.get("COMMENTS_TEST_DATABASE_URL")
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
-COMMAND = Path(sys.executable).parent / "comments"
 THREADS = 16
 TOTAL = 400
 PAGES = [f"/w/{n}" for n in range(8)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(params=BACKENDS)
@@ -46,68 +36,12 @@ def server_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'db.sqlite'}"
         return
     assert PG_URL is not None
-    schema = f"cmt_workers_{os.getpid()}"
-    admin = sa.create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    url = sa.engine.make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        admin.dispose()
-
-
-@dataclass
-class Server:
-    base: str
-    env: dict[str, str]
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def stop(process: subprocess.Popen[bytes], timeout: float = 15) -> bool:
-    """SIGTERM to the whole process group, then SIGKILL if it lingers; wait until it is gone.
-    True when SIGTERM was enough."""
-    pgid = process.pid  # start_new_session: the server leads its own group
-    if process.poll() is None or group_alive(pgid):
-        try:
-            os.killpg(pgid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    clean = True
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        clean = False
-        os.killpg(pgid, signal.SIGKILL)
-        process.wait(timeout=10)
-    deadline = time.monotonic() + timeout
-    while group_alive(pgid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if group_alive(pgid):
-        clean = False
-        os.killpg(pgid, signal.SIGKILL)
-        time.sleep(0.5)
-    return clean
+    with postgres_schema(PG_URL, f"cmt_workers_{os.getpid()}") as url:
+        yield url
 
 
 @pytest.fixture
 def server(server_url: str, tmp_path: Path) -> Iterator[Server]:
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMMENTS_")}
     env.update({
         "COMMENTS_DATABASE_URL": server_url,
@@ -116,41 +50,21 @@ def server(server_url: str, tmp_path: Path) -> Iterator[Server]:
         "COMMENTS_IP_RETENTION_DAYS": "1",  # keep full addresses, so each reader's can be checked
         "COMMENTS_RATE_LIMIT": "1000/minute",
     })
-    workdir = tmp_path / "cwd"
-    workdir.mkdir()
-    log = tmp_path / "server.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [str(COMMAND), "serve", "--workers", "2", "--host", "127.0.0.1", "--port", str(port)],
-            env=env, cwd=workdir, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    running = Server(f"http://127.0.0.1:{port}", env, process, log)
+    running = Server(env, tmp_path / "cwd", workers=2)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"the server exited with {process.returncode}:\n{running.log_text()}")
-            try:
-                if httpx.get(running.base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"/healthz did not answer within 30 s:\n{running.log_text()}")
-            time.sleep(0.1)
+        running.start(ready_within=30)
+    except RuntimeError as exc:
+        running.stop()
+        pytest.fail(str(exc))
+    process = running.process
+    assert process is not None
+    try:
         yield running
     finally:
-        clean = stop(process)
-    assert clean, f"the server needed SIGKILL:\n{running.log_text()[-3000:]}"
-    assert process.returncode in (0, -signal.SIGTERM), running.log_text()[-3000:]
-    assert not group_alive(process.pid), "a server process outlived SIGTERM"
-
-
-def create_token(server: Server) -> str:
-    result = subprocess.run([str(COMMAND), "token", "create", "load-test"], env=server.env,
-                            cwd=server.log.parent, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
+        clean = running.stop()
+    assert clean, f"the server needed SIGKILL:\n{running.log_tail()}"
+    assert process.returncode in (0, -signal.SIGTERM), running.log_tail()
+    assert not group_members(process.pid), "a server process outlived SIGTERM"
 
 
 def address(n: int) -> str:
@@ -218,7 +132,7 @@ def test_two_workers_under_concurrent_load(server: Server, server_url: str) -> N
     assert len(ids) == TOTAL
     assert len(set(ids)) == TOTAL
 
-    token = create_token(server)
+    token = server.token("load-test")
     with httpx.Client(base_url=server.base, timeout=30, headers={"Authorization": f"Bearer {token}"}) as mod:
         items, counts = admin_list(mod, "pending")
         assert counts["pending"] == TOTAL
