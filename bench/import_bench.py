@@ -3,6 +3,7 @@
     python bench/import_bench.py                        # 100,000 comments, parser alone
     python bench/import_bench.py --full                 # and the real import into SQLite, and a dry run
     python bench/import_bench.py --full --profile       # and where the reading process's time goes (cProfile)
+    python bench/import_bench.py --full --postgres URL  # into a new schema on a PostgreSQL server instead
     python bench/import_bench.py --comments 20000 --html-share 1 --keep DIR
 
 The file is written to a temporary directory (removed afterwards unless --keep): 50
@@ -19,7 +20,8 @@ this process: one run with tracemalloc off (the rate), one with it on (Python's 
 allocation); ru_maxrss is the process's peak resident size.
 
 With --full, `comments.importing.run` (the code behind `comments import wordpress`) imports
-the file into a fresh, migrated SQLite database, then a dry run reads it again; each runs
+the file into a fresh, migrated SQLite database (with --postgres, a new schema on that server,
+dropped afterwards), then a dry run reads it again; each runs
 in a child process of its own, so its ru_maxrss is its own peak resident size (the
 interpreter and every library included). That process reads the file; its worker processes
 (one per core, up to four) render, encrypt and write, so the CPU seconds are given for it
@@ -35,6 +37,7 @@ import argparse
 import cProfile
 import io
 import json
+import os
 import pstats
 import random
 import resource
@@ -45,6 +48,8 @@ import tempfile
 import threading
 import time
 import tracemalloc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -173,14 +178,50 @@ def run(path: Path) -> tuple[int, int, float, float]:
 # ---- the full import, in a child process ---------------------------------------------------
 
 
-def child(mode: str, path: Path, database: Path, profile: bool) -> dict[str, Any]:
-    """Import (or dry-run) the file into a fresh SQLite database; what the parent prints."""
+def child(mode: str, path: Path, target: str, profile: bool) -> dict[str, Any]:
+    """Import (or dry-run) the file into a fresh database (a SQLite file, or a new schema on the
+    PostgreSQL server at a postgresql+psycopg:// URL, dropped afterwards); what the parent prints."""
+    with _fresh_database(target) as (url, size):
+        return _child(mode, path, url, size, profile)
+
+
+@contextmanager
+def _fresh_database(target: str) -> Iterator[tuple[str, Callable[[], int]]]:
+    """(URL, its size in bytes) of an empty database: the SQLite file named, or a schema of its own."""
+    if not target.startswith("postgresql"):
+        database = Path(target)
+        yield f"sqlite:///{database}", lambda: database.stat().st_size if database.exists() else 0
+        return
+    import sqlalchemy as sa
+
+    schema = f"import_bench_{os.getpid()}"
+    admin = sa.create_engine(target, poolclass=sa.pool.NullPool)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+
+    def size() -> int:
+        with admin.connect() as conn:
+            return int(conn.exec_driver_sql(
+                "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c JOIN pg_namespace n "
+                f"ON n.oid = c.relnamespace WHERE n.nspname = '{schema}' AND c.relkind = 'r'").scalar_one())
+
+    try:
+        url = sa.engine.make_url(target).update_query_dict({"options": f"-csearch_path={schema}"})
+        yield url.render_as_string(hide_password=False), size
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        admin.dispose()
+
+
+def _child(mode: str, path: Path, url: str, size: Callable[[], int], profile: bool) -> dict[str, Any]:
     from comments import db as dbmod
     from comments import importing
     from comments.crypto import new_key
     from comments.settings import Settings
 
-    settings = Settings(database_url=f"sqlite:///{database}", email_key=new_key(), _env_file=None)
+    settings = Settings(database_url=url, email_key=new_key(), _env_file=None)
     dbmod.upgrade(settings)
     database_handle = dbmod.Database(settings)
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -201,7 +242,8 @@ def child(mode: str, path: Path, database: Path, profile: bool) -> dict[str, Any
         "read": report.read, "imported": report.imported, "report": report.lines(),
         "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         "workers_maxrss_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
-        "baseline_kib": baseline, "database_bytes": database.stat().st_size if database.exists() else 0,
+        "baseline_kib": baseline, "database_bytes": size(),
+        "backend": "PostgreSQL" if url.startswith("postgresql") else "SQLite",
     }
     if profiler is not None:
         text = io.StringIO()
@@ -210,11 +252,11 @@ def child(mode: str, path: Path, database: Path, profile: bool) -> dict[str, Any
     return result
 
 
-def full(path: Path, folder: Path, mode: str, profile: bool = False) -> dict[str, Any]:
+def full(path: Path, folder: Path, mode: str, profile: bool = False, postgres: str | None = None) -> dict[str, Any]:
     database = folder / f"bench-{mode}.db"
     for stale in folder.glob(f"bench-{mode}.db*"):
         stale.unlink()
-    command = [sys.executable, __file__, "--child", mode, str(path), str(database)]
+    command = [sys.executable, __file__, "--child", mode, str(path), postgres or str(database)]
     if profile:
         command.append("--profile")
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
@@ -268,7 +310,7 @@ def _pss_kib(pid: int) -> int:
 
 
 def show_full(result: dict[str, Any]) -> None:
-    what = "import into SQLite" if result["mode"] == "import" else "dry run (parse, check, render; no writes)"
+    what = f"import into {result['backend']}" if result["mode"] == "import" else "dry run (parse, check, render; no writes)"
     seconds, cpu, workers_cpu = result["seconds"], result["cpu_seconds"], result["workers_cpu_seconds"]
     print(f"{what}: {result['read']:,} comments read in {seconds:.1f} s = {result['read'] / seconds:,.0f} "
           f"comments/s ({result['imported'] / seconds:,.0f} imported/s); {cpu:.1f} CPU s in that process "
@@ -280,7 +322,7 @@ def show_full(result: dict[str, Any]) -> None:
         print(f"  peak memory of the whole import, every process (sum of PSS, sampled every 50 ms): "
               f"{result['tree_peak_pss_kib'] / 1024:.0f} MiB")
     if result["mode"] == "import":
-        print(f"  database file: {result['database_bytes'] / 2**20:.0f} MiB")
+        print(f"  database size: {result['database_bytes'] / 2**20:.0f} MiB")
     for line in result["report"]:
         print("  | " + line)
 
@@ -338,11 +380,14 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="also import into SQLite, and dry-run, in child processes")
     parser.add_argument("--profile", action="store_true",
                         help="with --full: cProfile the import's reading process (not its workers)")
+    parser.add_argument("--postgres", metavar="URL",
+                        help="with --full: import into a new schema on this PostgreSQL server (dropped afterwards) "
+                             "instead of a SQLite file (postgresql+psycopg://user@host/database)")
     parser.add_argument("--child", nargs=3, metavar=("MODE", "FILE", "DB"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        mode, file, database = args.child
-        print(json.dumps(child(mode, Path(file), Path(database), args.profile)))
+        mode, file, target = args.child
+        print(json.dumps(child(mode, Path(file), target, args.profile)))
         return
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # after the imports
     with tempfile.TemporaryDirectory() as tmp:
@@ -371,7 +416,7 @@ def main() -> None:
             return
         sanitiser_cost(path)
         for mode in ("import", "dry-run"):
-            result = full(path, folder, mode, profile=args.profile and mode == "import")
+            result = full(path, folder, mode, profile=args.profile and mode == "import", postgres=args.postgres)
             show_full(result)
             if "profile" in result:
                 print(result["profile"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import pickle
 import sqlite3
 import subprocess
@@ -817,3 +818,28 @@ def test_the_import_benchmark_runs_end_to_end(tmp_path: Path) -> None:
     assert "peak resident size of that process: " in out
     imported_line = next(line for line in out.splitlines() if line.startswith("  | imported "))
     assert imported_line.endswith("failed 0 (of 300 comments read)")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("COMMENTS_TEST_DATABASE_URL"), reason="needs COMMENTS_TEST_DATABASE_URL (PostgreSQL)")
+def test_the_import_benchmark_runs_on_postgresql_and_drops_its_schema(tmp_path: Path) -> None:
+    url = os.environ["COMMENTS_TEST_DATABASE_URL"]
+    bench = Path(__file__).resolve().parent.parent / "bench" / "import_bench.py"
+    done = subprocess.run([sys.executable, str(bench), "--comments", "200", "--full", "--postgres", url,
+                           "--keep", str(tmp_path)], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "import into PostgreSQL: 200 comments read in " in out
+    imported_line = next(line for line in out.splitlines() if line.startswith("  | imported "))
+    assert imported_line.endswith("failed 0 (of 200 comments read)")
+    size = next(line for line in out.splitlines() if line.startswith("  database size: "))
+    assert int(size.split()[2]) >= 0
+    assert not list(tmp_path.glob("bench-import.db*"))  # nothing written to SQLite
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            left = conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_namespace WHERE starts_with(nspname, 'import_bench_')").scalar_one()
+    finally:
+        engine.dispose()
+    assert left == 0
