@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -21,9 +22,21 @@ feature_t: sa.Table = SpamFeature.__table__  # type: ignore[attr-defined]
 totals_t: sa.Table = SpamTotals.__table__  # type: ignore[attr-defined]
 
 DUPLICATE_MINUTES = 60
-# Built once: the statement's compiled form is cached, which matters on the POST path.
-_COUNTS = sa.select(feature_t.c.feature, feature_t.c.spam, feature_t.c.ham).where(
-    feature_t.c.feature.in_(sa.bindparam("features", expanding=True)))
+# The statements on the POST path are built once: SQLAlchemy then finds their compiled form in
+# its cache without building and hashing a new statement for every comment.
+_TOTALS = sa.select(totals_t.c.spam_docs, totals_t.c.ham_docs).where(totals_t.c.id == 1)
+#: The counts query goes to the driver as it is: with a comment's hundreds of features, expanding
+#: the list through SQLAlchemy cost more than the lookups. On SQLite the list is padded (with one
+#: of its own features) to a multiple of this, so the query has a few shapes rather than one per
+#: length, and the driver keeps each prepared; PostgreSQL takes the list as one array.
+_COUNTS_STEP = 50
+_PG_COUNTS = f"SELECT feature, spam, ham FROM {feature_t.name} WHERE feature = ANY(%s)"
+_DUPLICATE_PAGES = (
+    sa.select(sa.func.count(sa.distinct(comment_t.c.page_id)))
+    .select_from(comment_t.join(page_t, comment_t.c.page_id == page_t.c.id))
+    .where(comment_t.c.body_hash == sa.bindparam("body_hash"), page_t.c.key_hash != sa.bindparam("page_hash"),
+           comment_t.c.created_at > sa.bindparam("since"))
+)
 LABELS = {Status.spam.value: "spam", Status.approved.value: "ham"}
 
 
@@ -43,26 +56,45 @@ def evidence(
 ) -> Evidence:
     """The model's counts for these features, the author's history, and the same text elsewhere."""
     with db.read() as conn:
-        totals = conn.execute(sa.select(totals_t.c.spam_docs, totals_t.c.ham_docs).where(totals_t.c.id == 1)).first()
-        counts = {}
-        if totals is not None and feats:
-            counts = {row.feature: (row.spam, row.ham) for row in conn.execute(_COUNTS, {"features": list(feats)})}
-        who = [comment_t.c.email_key.in_(list(email_keys))]
-        if url_host:
-            who.append(comment_t.c.url_host == url_host)
-        if ip_key:  # only while full addresses are kept: an anonymised /24 is many people
-            who.append(comment_t.c.ip_key == ip_key)
-        history = dict(conn.execute(
-            sa.select(comment_t.c.learned, sa.func.count()).where(sa.or_(*who), comment_t.c.learned.is_not(None))
-            .group_by(comment_t.c.learned)).all())
-        pages = conn.execute(
-            sa.select(sa.func.count(sa.distinct(comment_t.c.page_id)))
-            .select_from(comment_t.join(page_t, comment_t.c.page_id == page_t.c.id))
-            .where(comment_t.c.body_hash == body_hash, page_t.c.key_hash != _page_hash(page),
-                   comment_t.c.created_at > now - timedelta(minutes=DUPLICATE_MINUTES))
-        ).scalar_one()
+        totals = conn.execute(_TOTALS).first()
+        counts = _counts(conn, feats) if totals is not None and feats else {}
+        history = dict(conn.execute(_history(bool(url_host), bool(ip_key)), {
+            "email_keys": list(email_keys), "url_host": url_host, "ip_key": ip_key}).all())
+        pages = conn.execute(_DUPLICATE_PAGES, {
+            "body_hash": body_hash, "page_hash": _page_hash(page),
+            "since": now - timedelta(minutes=DUPLICATE_MINUTES)}).scalar_one()
     model = spam.TextModel(totals.spam_docs if totals else 0, totals.ham_docs if totals else 0, counts)
     return Evidence(model, int(history.get("spam", 0)), int(history.get("ham", 0)), int(pages) + 1)
+
+
+def _counts(conn: Connection, feats: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """The model's (spam, ham) counts of these features, those it has."""
+    if conn.dialect.name == "postgresql":
+        result = conn.exec_driver_sql(_PG_COUNTS, (list(feats),))
+    else:
+        padded = list(feats)
+        padded += padded[-1:] * (-len(padded) % _COUNTS_STEP)
+        result = conn.exec_driver_sql(_sqlite_counts(len(padded)), tuple(padded))
+    return {feature: (spam_count, ham_count) for feature, spam_count, ham_count in result.all()}
+
+
+@functools.cache
+def _sqlite_counts(size: int) -> str:
+    return f"SELECT feature, spam, ham FROM {feature_t.name} WHERE feature IN ({', '.join('?' * size)})"
+
+
+@functools.cache
+def _history(by_url: bool, by_ip: bool) -> sa.Select[Any]:
+    """How often the author's email (any of its lookup keys), website host or, only while full
+    addresses are kept, address was marked spam or approved by a moderator: one statement per
+    combination of what is known."""
+    who = [comment_t.c.email_key.in_(sa.bindparam("email_keys", expanding=True))]
+    if by_url:
+        who.append(comment_t.c.url_host == sa.bindparam("url_host"))
+    if by_ip:  # an anonymised /24 is many people
+        who.append(comment_t.c.ip_key == sa.bindparam("ip_key"))
+    return (sa.select(comment_t.c.learned, sa.func.count())
+            .where(sa.or_(*who), comment_t.c.learned.is_not(None)).group_by(comment_t.c.learned))
 
 
 def _page_hash(page: str) -> str:
