@@ -7,12 +7,10 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import jinja2
-from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute
@@ -20,111 +18,22 @@ from starlette.routing import BaseRoute
 from . import adminsession as sess
 from . import forms, sanitize, store
 from .adminsession import Refused, Visit, back_url, list_url, next_url
+from .adminviews import (
+    ACTION_LABELS, ACTIONS, DONE, LABELS, OFFERED, article_url, bulk_message, item_view, rule_fields, rules_from_form,
+    time_view,
+)
 from .errors import STATUS_CODES, ApiError, validation_error
 from .http import json_response, route
-from .models import STATUSES, Rules
+from .models import STATUSES
 from .security import decode_cursor, encode_cursor
 from .service import Service
 from .settings import Settings
 from .store import guarded
 
 HERE = Path(__file__).parent
-LABELS = {"pending": "Pending", "approved": "Approved", "spam": "Spam", "trash": "Trash"}
-# Each action and the status it moves a comment to (None: back to the status it had before).
-ACTIONS: dict[str, str | None] = {"approve": "approved", "unapprove": "pending", "spam": "spam",
-                                  "notspam": None, "trash": "trash", "restore": None}
-ACTION_LABELS = {"approve": "Approve", "unapprove": "Unapprove", "spam": "Spam", "notspam": "Not spam",
-                 "trash": "Trash", "restore": "Restore", "delete": "Delete for good"}
-OFFERED = {"pending": ("approve", "spam", "trash"), "approved": ("unapprove", "spam", "trash"),
-           "spam": ("notspam", "approve", "trash", "delete"), "trash": ("restore", "spam", "delete")}
-DONE = {"approved": "Approved", "pending": "Moved to Pending", "spam": "Marked as spam",
-        "trash": "Moved to the Trash"}
-RULE_LABELS = {
-    "moderation": "Moderation",
-    "moderation_words": "Hold for moderation a comment that contains any of these words (one a line)",
-    "blocked_words": "File as spam a comment that contains any of these words (one a line)",
-    "max_links": "Hold a comment with more links than",
-    "auto_approve_known_authors": "Publish at once when the author already has an approved comment",
-    "flood_seconds": "Least time between two comments from one address or email (seconds)",
-    "edit_window_seconds": "How long authors may edit their comments (seconds)",
-    "spam_threshold": "File as spam when the spam filter's score reaches (0 to 1)",
-    "hold_threshold": "Hold for moderation when the spam filter's score reaches (0 to 1)",
-}
 STATIC = {"admin.js": "text/javascript; charset=utf-8", "admin.css": "text/css; charset=utf-8"}
 MAX_BULK = 1000
 PAGE_SIZE = 50
-
-
-def article_url(page: str, origins: tuple[str, ...]) -> str | None:
-    """The article a page key names: a path on the first site origin, or a URL on a listed origin."""
-    if page.startswith("/") and not page.startswith("//") and origins:
-        return origins[0] + page
-    if page.lower().startswith(("http://", "https://")):
-        parts = urlsplit(page)
-        if f"{parts.scheme.lower()}://{parts.netloc.lower()}" in origins:
-            return page
-    return None
-
-
-def _time(moment: datetime) -> dict[str, str]:
-    return {"iso": store.rfc3339(moment), "text": moment.strftime("%Y-%m-%d %H:%M UTC")}
-
-
-def item_view(c: dict[str, Any], parents: dict[int, dict[str, str]], origins: tuple[str, ...]) -> dict[str, Any]:
-    """What the page shows of one comment (every string is escaped by the template but body_html,
-    which the sanitiser made)."""
-    url = c["url"] if c["url"] and str(c["url"]).lower().startswith(("http://", "https://")) else None
-    agent = c.get("user_agent") or ""
-    return {
-        "id": c["id"], "status": c["status"], "author": c["author"], "email": c["email"], "url": url,
-        "ip": c["ip"], "agent": agent[:120], "page": c["page"], "article": article_url(c["page"], origins),
-        "page_filter": list_url(status=c["status"], page=c["page"]), "created": _time(c["created_at"]),
-        "body_html": Markup(c["body_html"]), "body": c.get("body") or "",
-        "score": f"{float(c['spam_score']):.2f}", "high": float(c["spam_score"]) >= 0.5,
-        "reasons": list(c["spam_reasons"] or []),
-        "parent": {"id": c["parent"], **parents[c["parent"]]} if c["parent"] in parents else None,
-        "actions": [(a, ACTION_LABELS[a]) for a in OFFERED[c["status"]]],
-        "replyable": c["status"] in ("pending", "approved"),
-    }
-
-
-def rules_from_form(form: FormData) -> dict[str, Any]:
-    """The posted rules form as the JSON shape forms.rules_in checks (bad numbers stay strings, so it names them)."""
-    defaults = Rules()
-    data: dict[str, Any] = {}
-    for name in Rules.model_fields:
-        default, raw = getattr(defaults, name), form.get(name)
-        text = raw.strip() if isinstance(raw, str) else ""
-        if isinstance(default, bool):
-            data[name] = text in ("on", "true", "1")
-        elif isinstance(default, int):
-            data[name] = int(text) if text.isdigit() and len(text) < 10 else text
-        elif isinstance(default, float):
-            try:
-                data[name] = float(text)
-            except ValueError:
-                data[name] = text
-        elif isinstance(default, list):
-            data[name] = [line.strip() for line in text.splitlines() if line.strip()]
-        else:
-            data[name] = text
-    return data
-
-
-def rule_fields(values: dict[str, Any], errors: dict[str, str]) -> list[dict[str, Any]]:
-    """The rules form, field by field (fields added to Rules later appear with a plain label)."""
-    result = []
-    defaults = Rules()
-    for name in Rules.model_fields:
-        default, value = getattr(defaults, name), values.get(name)
-        kind = ("checkbox" if isinstance(default, bool) else "number" if isinstance(default, (int, float))
-                else "lines" if isinstance(default, list) else "choice" if name == "moderation" else "text")
-        if isinstance(value, list):
-            value = "\n".join(value)
-        result.append({"name": name, "kind": kind, "value": value, "error": errors.get(name),
-                       "step": "any" if isinstance(default, float) else "1",
-                       "label": RULE_LABELS.get(name, name.replace("_", " ").capitalize())})
-    return result
 
 
 class AdminWeb:
@@ -410,8 +319,8 @@ class AdminWeb:
             "pages_next": f"/admin/settings?{urlencode({'cursor': encode_cursor(service.keys, [last])})}"
                           if last is not None else None,
             "pages_first": "/admin/settings" if cursor else None, "labels": LABELS,
-            "tokens": [{"name": t["name"], "created": _time(t["created_at"]),  # type: ignore[arg-type]
-                        "used": _time(t["last_used_at"]) if t["last_used_at"] else None} for t in tokens],  # type: ignore[arg-type]
+            "tokens": [{"name": t["name"], "created": time_view(t["created_at"]),  # type: ignore[arg-type]
+                        "used": time_view(t["last_used_at"]) if t["last_used_at"] else None} for t in tokens],  # type: ignore[arg-type]
             "settings_back": urlencode({"cursor": cursor}) if cursor else "",
         }
 
@@ -479,19 +388,6 @@ def _publish_reply(service: Service, parent: int, expected: str | None, body: st
     html = sanitize.render(body)
     reply = guarded.SiteReply(parent, expected, author, body, html, sanitize.POLICY_VERSION)
     return guarded.site_reply(service.db, reply, actor, store.utcnow())
-
-
-def bulk_message(result: guarded.BulkResult) -> str:
-    """One sentence on what a bulk change did, and what it left alone."""
-    moved_to = {to for _, _, to in result.changed}
-    count = len(result.changed)
-    where = DONE[next(iter(moved_to))] if len(moved_to) == 1 else "Moved"
-    parts = [f"{where}: {count} comment{'s' if count != 1 else ''}."]
-    if result.moved:
-        parts.append(f"{len(result.moved)} had already been moved by someone else and were left alone.")
-    if result.missing:
-        parts.append(f"{len(result.missing)} no longer exist.")
-    return " ".join(parts)
 
 
 def routes(settings: Settings) -> list[BaseRoute]:
