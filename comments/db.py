@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import random
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,7 +45,7 @@ def create_db_engine(settings: Settings) -> Engine:
             pool_timeout=timeout,  # waiting for a free connection counts against the same limit
             hide_parameters=True,
         )
-        _sqlite_setup(engine, settings.sqlite_synchronous)
+        _sqlite_setup(engine, settings.sqlite_synchronous, timeout)
         return engine
     # Options given in the URL (say, a search_path) are kept; a statement timeout is added.
     options = " ".join(filter(None, [url.query.get("options", ""), f"-c statement_timeout={int(timeout * 1000)}"]))
@@ -61,7 +64,7 @@ def create_db_engine(settings: Settings) -> Engine:
     )
 
 
-def _sqlite_setup(engine: Engine, synchronous: str) -> None:
+def _sqlite_setup(engine: Engine, synchronous: str, timeout: float) -> None:
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
@@ -77,11 +80,42 @@ def _sqlite_setup(engine: Engine, synchronous: str) -> None:
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
         # Writers take the write lock at BEGIN, so two workers never deadlock upgrading
-        # a read lock ("database is locked"); they wait in the busy handler instead.
+        # a read lock ("database is locked"); they wait for it instead.
         if conn.get_execution_options().get("immediate"):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            _begin_immediate(conn, timeout)
         else:
             conn.exec_driver_sql("BEGIN")
+
+
+#: How long a writer waits between two tries for SQLite's write lock (at random in this range).
+WRITE_LOCK_RETRY_SECONDS = (0.0005, 0.002)
+
+
+def _begin_immediate(conn: Connection, timeout: float) -> None:
+    """BEGIN IMMEDIATE, waiting at most `timeout` seconds for the write lock.
+
+    SQLite's own busy handler sleeps longer and longer between tries, up to 100 ms: under steady
+    contention (several workers, all writing) a writer that has waited a while keeps losing the
+    lock to newcomers, which try at once, and now and then one waits out the whole timeout. Here
+    every waiter tries again within a couple of milliseconds, so the lock goes round about evenly;
+    the last try goes through SQLite's handler, whose error is the usual one."""
+    raw = conn.connection.dbapi_connection
+    waiting = f"PRAGMA busy_timeout = {int(timeout * 1000)}"
+    deadline = time.monotonic() + timeout
+    raw.execute("PRAGMA busy_timeout = 0")
+    try:
+        while time.monotonic() < deadline:
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+            time.sleep(random.uniform(*WRITE_LOCK_RETRY_SECONDS))
+        raw.execute("PRAGMA busy_timeout = 50")
+        conn.exec_driver_sql("BEGIN IMMEDIATE")  # the last try: SQLite's error, as SQLAlchemy wraps it
+    finally:
+        raw.execute(waiting)
 
 
 def key_source(settings: Settings, create: bool = False) -> KeySource:

@@ -1,0 +1,75 @@
+"""The database module on SQLite: how a writer waits for the write lock, and when it gives up."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from conftest import base_settings
+
+from comments import db as dbmod
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[dbmod.Database]:
+    settings = base_settings(f"sqlite:///{tmp_path / 'lock.db'}", db_timeout_seconds=1.0)
+    dbmod.upgrade(settings)
+    database = dbmod.Database(settings)
+    yield database
+    database.dispose()
+
+
+def hold_write_lock(path: Path, seconds: float, taken: threading.Event) -> threading.Thread:
+    """Another connection takes SQLite's write lock and keeps it for `seconds`."""
+
+    def hold() -> None:
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            taken.set()
+            time.sleep(seconds)
+            other.execute("COMMIT")
+        finally:
+            other.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert taken.wait(5)
+    return thread
+
+
+def busy_timeout(conn: sa.Connection) -> int:
+    return int(conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one())
+
+
+def test_a_writer_waits_for_the_lock_and_keeps_its_busy_timeout(database: dbmod.Database, tmp_path: Path) -> None:
+    taken = threading.Event()
+    holder = hold_write_lock(tmp_path / "lock.db", 0.3, taken)
+    try:
+        with database.write() as conn:  # waits until the other connection commits
+            conn.exec_driver_sql("INSERT INTO secret (name, value, created_at) VALUES ('lock-test', 'x', '2026-01-01 00:00:00')")
+            assert busy_timeout(conn) == 1000  # the configured wait, for every other statement
+    finally:
+        holder.join()
+    with database.read() as conn:
+        assert conn.exec_driver_sql("SELECT value FROM secret WHERE name = 'lock-test'").scalar_one() == "x"
+
+
+def test_a_writer_gives_up_after_the_timeout_with_sqlites_error(database: dbmod.Database, tmp_path: Path) -> None:
+    taken = threading.Event()
+    holder = hold_write_lock(tmp_path / "lock.db", 3.0, taken)
+    try:
+        began = time.monotonic()
+        with pytest.raises(sa.exc.OperationalError, match="database is locked"), database.write() as conn:
+            conn.exec_driver_sql("INSERT INTO secret (name, value, created_at) VALUES ('never', 'x', '2026-01-01 00:00:00')")
+        assert 1.0 <= time.monotonic() - began < 2.9  # the timeout (1 s), not the other writer's 3 s
+    finally:
+        holder.join()
+    with database.write() as conn:  # the connection is usable, with its wait as configured
+        assert busy_timeout(conn) == 1000
+        assert conn.exec_driver_sql("SELECT count(*) FROM secret WHERE name = 'never'").scalar_one() == 0
