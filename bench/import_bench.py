@@ -193,26 +193,22 @@ def _fresh_database(target: str) -> Iterator[tuple[str, Callable[[], int]]]:
         yield f"sqlite:///{database}", lambda: database.stat().st_size if database.exists() else 0
         return
     import sqlalchemy as sa
+    from probes import postgres_schema
 
-    schema = f"import_bench_{os.getpid()}"
-    admin = sa.create_engine(target, poolclass=sa.pool.NullPool)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    url, drop = postgres_schema(target, f"import_bench_{os.getpid()}")
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
 
     def size() -> int:
-        with admin.connect() as conn:
+        with engine.connect() as conn:
             return int(conn.exec_driver_sql(
                 "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c JOIN pg_namespace n "
-                f"ON n.oid = c.relnamespace WHERE n.nspname = '{schema}' AND c.relkind = 'r'").scalar_one())
+                "ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relkind = 'r'").scalar_one())
 
     try:
-        url = sa.engine.make_url(target).update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False), size
+        yield url, size
     finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        admin.dispose()
+        engine.dispose()
+        drop()
 
 
 def _child(mode: str, path: Path, url: str, size: Callable[[], int], profile: bool) -> dict[str, Any]:

@@ -24,15 +24,16 @@ def database(tmp_path: Path) -> Iterator[dbmod.Database]:
     database.dispose()
 
 
-def hold_write_lock(path: Path, seconds: float, taken: threading.Event) -> threading.Thread:
-    """Another connection takes SQLite's write lock and keeps it for `seconds`."""
+def hold_write_lock(path: Path, release: threading.Event) -> threading.Thread:
+    """Another connection takes SQLite's write lock and keeps it until `release` is set."""
+    taken = threading.Event()
 
     def hold() -> None:
         other = sqlite3.connect(path, isolation_level=None)
         try:
             other.execute("BEGIN IMMEDIATE")
             taken.set()
-            time.sleep(seconds)
+            release.wait(60)
             other.execute("COMMIT")
         finally:
             other.close()
@@ -48,8 +49,9 @@ def busy_timeout(conn: sa.Connection) -> int:
 
 
 def test_a_writer_waits_for_the_lock_and_keeps_its_busy_timeout(database: dbmod.Database, tmp_path: Path) -> None:
-    taken = threading.Event()
-    holder = hold_write_lock(tmp_path / "lock.db", 0.3, taken)
+    release = threading.Event()
+    holder = hold_write_lock(tmp_path / "lock.db", release)
+    threading.Timer(0.3, release.set).start()  # while the write below waits for the lock
     try:
         with database.write() as conn:  # waits until the other connection commits
             conn.exec_driver_sql("INSERT INTO secret (name, value, created_at) VALUES ('lock-test', 'x', '2026-01-01 00:00:00')")
@@ -61,14 +63,15 @@ def test_a_writer_waits_for_the_lock_and_keeps_its_busy_timeout(database: dbmod.
 
 
 def test_a_writer_gives_up_after_the_timeout_with_sqlites_error(database: dbmod.Database, tmp_path: Path) -> None:
-    taken = threading.Event()
-    holder = hold_write_lock(tmp_path / "lock.db", 3.0, taken)
+    release = threading.Event()
+    holder = hold_write_lock(tmp_path / "lock.db", release)  # held until the write below has given up
     try:
         began = time.monotonic()
         with pytest.raises(sa.exc.OperationalError, match="database is locked"), database.write() as conn:
             conn.exec_driver_sql("INSERT INTO secret (name, value, created_at) VALUES ('never', 'x', '2026-01-01 00:00:00')")
-        assert 1.0 <= time.monotonic() - began < 2.9  # the timeout (1 s), not the other writer's 3 s
+        assert time.monotonic() - began >= 1.0  # it waited out its timeout (1 s) before giving up
     finally:
+        release.set()
         holder.join()
     with database.write() as conn:  # the connection is usable, with its wait as configured
         assert busy_timeout(conn) == 1000

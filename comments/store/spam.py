@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,6 +15,7 @@ from sqlalchemy.engine import Connection
 from .. import spam
 from ..db import Database
 from ..models import SpamFeature, SpamTotals, Status
+from .comments import page_key_hash
 from .common import comment_t, page_t
 
 feature_t: sa.Table = SpamFeature.__table__  # type: ignore[attr-defined]
@@ -61,7 +61,7 @@ def evidence(
         history = dict(conn.execute(_history(bool(url_host), bool(ip_key)), {
             "email_keys": list(email_keys), "url_host": url_host, "ip_key": ip_key}).all())
         pages = conn.execute(_DUPLICATE_PAGES, {
-            "body_hash": body_hash, "page_hash": _page_hash(page),
+            "body_hash": body_hash, "page_hash": page_key_hash(page),
             "since": now - timedelta(minutes=DUPLICATE_MINUTES)}).scalar_one()
     model = spam.TextModel(totals.spam_docs if totals else 0, totals.ham_docs if totals else 0, counts)
     return Evidence(model, int(history.get("spam", 0)), int(history.get("ham", 0)), int(pages) + 1)
@@ -95,10 +95,6 @@ def _history(by_url: bool, by_ip: bool) -> sa.Select[Any]:
         who.append(comment_t.c.ip_key == sa.bindparam("ip_key"))
     return (sa.select(comment_t.c.learned, sa.func.count())
             .where(sa.or_(*who), comment_t.c.learned.is_not(None)).group_by(comment_t.c.learned))
-
-
-def _page_hash(page: str) -> str:
-    return hashlib.sha256(page.encode("utf-8")).hexdigest()
 
 
 def apply_deltas(conn: Connection, deltas: Iterable[spam.CountDelta]) -> None:
