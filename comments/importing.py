@@ -28,8 +28,12 @@ from .db import Database
 from .importers import ImportedComment, ImportFormatError, Options, Problem
 from .store.imports import Prepared, RowMaker, origin_key
 
-#: Comments per batch: per task of a worker process, and per transaction.
-BATCH = 2000
+#: Comments per batch: per task of a worker process, and per transaction. With ``MAX_WORKERS``
+#: this bounds the import's memory (measured by bench/import_bench.py: under 160 MiB in all).
+BATCH = 1000
+#: Worker processes at most, whatever the number of cores: each holds a batch or two and its own
+#: connection, so more would raise the memory bound, and the writes take turns anyway.
+MAX_WORKERS = 2
 MAX_LISTED_FAILURES = 100
 _PARAGRAPH_TAGS = re.compile(r"</?p(?:\s[^>]*)?>", re.IGNORECASE)
 
@@ -310,10 +314,10 @@ def run(
 
 
 def _workers(db: Database | None = None) -> int:
-    """Worker processes: one per core, up to four; none for a database only this process sees."""
+    """Worker processes: one per core, up to ``MAX_WORKERS``; none for a database only this process sees."""
     if db is not None and db.is_sqlite and db.engine.url.database in (None, "", ":memory:"):
         return 1
-    return min(os.cpu_count() or 1, 4)
+    return min(os.cpu_count() or 1, MAX_WORKERS)
 
 
 def _write(db: Database, report: Report, parsed: Iterator[importers.Item], progress: Progress | None) -> None:

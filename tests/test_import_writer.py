@@ -430,6 +430,10 @@ def test_rows_made_in_worker_processes_are_the_rows_made_here(
     assert {r["body_html"] for r in found.values()} >= {
         f'<p>see <a href="https://source.example/r" rel="nofollow ugc noopener">the report</a> &amp; '
         "<em>table 3</em> &#8230;</p>"}
+    monkeypatch.setattr(importing.os, "cpu_count", lambda: 16)
+    again = importing.run(db, "wordpress", path)
+    assert pools == [2, 2]  # sixteen cores, still two workers (the memory bound)
+    assert again.lines()[0].startswith("imported 0, already present 36,")
 
 
 def test_the_email_keys_reach_the_workers_by_fork_only(db: Database) -> None:
