@@ -110,10 +110,10 @@ class Design:
                        repeats=False)
 
 
-FROZEN = Design("frozen: families, char 3-4, opening 3, meta independent, links, repeats")
+FROZEN = Design("frozen: families, char 3-4, opening 3, self-promotion, meta independent, links, repeats")
 
 _WORDS = spam.FeatureOptions(char_ngrams=None, author=False, hosts=False, meta=False, text_hash=False, opening=0)
-_SESSION1 = spam.FeatureOptions(opening=0)  # the design frozen before the opening words and the repeat signal
+_SESSION1 = spam.FeatureOptions(opening=0, promotion=False)  # the first frozen design (before the opening words)
 _PLAIN = spam.ModelParams(alpha=1.0, family_norm=0.0, independent=(), temperature=1.0, bias=0.0)
 _FAMILIES = spam.ModelParams(independent=())
 VARIANTS: list[Design] = [
@@ -139,7 +139,7 @@ VARIANTS: list[Design] = [
     Design("families, meta independent, char 3-5", replace(_SESSION1, char_ngrams=(3, 5)), links=False),
     Design("first frozen design (no opening, no repeats)", _SESSION1, repeats=False),
     Design("first frozen design + repeats", _SESSION1),
-    Design("first frozen design + opening 3", repeats=False),
+    Design("first frozen design + opening 3", replace(_SESSION1, opening=3), repeats=False),
     Design("frozen, opening 4", spam.FeatureOptions(opening=4)),
     Design("frozen, opening 5", spam.FeatureOptions(opening=5)),
     Design("frozen text model without links", links=False),
@@ -152,6 +152,8 @@ VARIANTS: list[Design] = [
     Design("frozen, cap 800 features", spam.FeatureOptions(max_features=800)),
     Design("frozen, family_norm .7", params=replace(spam.MODEL_PARAMS, family_norm=0.7)),
     Design("frozen, alpha 1", params=replace(spam.MODEL_PARAMS, alpha=1.0)),
+    Design("frozen without the self-promotion facts", spam.FeatureOptions(promotion=False),
+           replace(spam.MODEL_PARAMS, temperature=2.2, bias=-2.9)),  # its own Platt scaling
     FROZEN,
 ]
 

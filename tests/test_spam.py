@@ -63,6 +63,21 @@ def test_features_opening_words_name_a_template() -> None:
     assert not any(f.startswith("o:") for f in spam.features("a b c d", "c", None, options=spam.FeatureOptions(opening=0)))
 
 
+@pytest.mark.parametrize(("body", "facts"), [
+    ("Hey guys check out my new channel, I post covers", {"meta:my_work", "meta:go_look"}),
+    ("Please SUBSCRIBE to me", {"meta:go_look"}),
+    ("Nice song. My latest track is up", {"meta:my_work"}),
+    ("follow&nbsp;me on <b>twitter</b>", {"meta:go_look"}),  # entities and tags do not hide it
+    ("I check back often to see the views", set()),
+    ("this video made my day", set()),
+])
+def test_features_name_self_promotion(body: str, facts: set[str]) -> None:
+    found = {f for f in spam.features(body, "a", None) if f in ("meta:my_work", "meta:go_look")}
+    assert found == facts
+    off = spam.features(body, "a", None, options=spam.FeatureOptions(promotion=False))
+    assert not {"meta:my_work", "meta:go_look"} & set(off)
+
+
 ABSURD = {
     "empty": "",
     "one huge word": "a" * 10_000,
@@ -383,7 +398,7 @@ def test_evaluate_counts_the_confusion_matrix() -> None:
 
 @pytest.mark.skipif(not (CORPUS / TUNING_FILES[0]).exists(), reason="labelled corpus not available")
 def test_leave_one_file_out_replay_stays_above_the_measured_floor() -> None:
-    """Train on two tuning files, replay the third in time order; measured: mean F1 0.927, pooled FPR 0.93 %."""
+    """Train on two tuning files, replay the third in time order; measured: mean F1 0.947, pooled FPR 0.56 %."""
     files = {name: list(spam.read_labelled_csv(CORPUS / name)) for name in TUNING_FILES}
     pooled: list[tuple[float, bool]] = []
     f1s = []
@@ -392,5 +407,5 @@ def test_leave_one_file_out_replay_stays_above_the_measured_floor() -> None:
         scores = spam.replay(train, spam.in_time_order(files[held]))
         f1s.append(spam.evaluate(scores).f1)
         pooled += scores
-    assert statistics.fmean(f1s) >= 0.915
-    assert spam.evaluate(pooled).fpr <= 0.015
+    assert statistics.fmean(f1s) >= 0.935
+    assert spam.evaluate(pooled).fpr <= 0.01

@@ -24,6 +24,7 @@ class FeatureOptions:
     meta: bool = True
     text_hash: bool = True
     opening: int = 3  # the first N words as one feature (spam templates share their opening); 0: none
+    promotion: bool = True  # the two self-promotion facts (``_PROMOTION``) among the meta: facts
     max_features: int = 400
 
 
@@ -42,6 +43,18 @@ _APOSTROPHE_RE = re.compile(r"(?<=\w)['\u2019](?=\w)")
 _WORD_RE = re.compile(r"[^\W_]+")
 _REPEAT_RE = re.compile(r"(.)\1{2,}")
 _SPACE_RE = re.compile(r"\s+")
+# Self-promotion, in English, as two facts whose weight the model learns like any other feature:
+# "my" before something one publishes ("my new channel", "my latest video"), and a call to go
+# and look ("check out", "subscribe", "follow me", "visit"). Words alone miss most of these:
+# "my", "new" and "track" are common in kind comments, and every promoter names a different thing.
+_PROMOTION = (
+    ("meta:my_work", re.compile(
+        r"\bmy\s+(?:\w+\s+){0,2}?(?:channel|videos?|vids?|tracks?|songs?|music|blog|page|playlist|profile"
+        r"|website|site|account|mixtape|album|covers?|vlogs?|raps?|beats?)\b", re.IGNORECASE)),
+    ("meta:go_look", re.compile(
+        r"\b(?:check\s+(?:out|my)|subscri\w*|sub\s+(?:to\s+)?(?:me|my)|visit|follow\s+me"
+        r"|look\s+(?:me\s+|it\s+)?up|search\s+for|go\s+to|watch\s+my|listen\s+to\s+my)\b", re.IGNORECASE)),
+)
 _TLDS = (
     "com|net|org|info|biz|co|us|uk|de|ru|me|tv|ly|gl|io|be|tk|in|it|fr|es|br|pl|nl|"
     "eu|ca|au|xyz|online|site|club|top|am|fm|to|cc|ws|mx|jp|cn"
@@ -114,7 +127,7 @@ def _bucket(value: float, edges: Sequence[float]) -> int:
     return len(edges)
 
 
-def _meta(body: str, cleaned: _Text, words: Sequence[str]) -> list[str]:
+def _meta(body: str, cleaned: _Text, words: Sequence[str], promotion: bool) -> list[str]:
     text = cleaned.text
     letters = [c for c in text if c.isalpha()]
     upper = sum(1 for c in letters if c.isupper())
@@ -135,6 +148,8 @@ def _meta(body: str, cleaned: _Text, words: Sequence[str]) -> list[str]:
         out.append("meta:html")
     if any(ord(c) > 0x2000 and unicodedata.category(c) == "So" for c in text):
         out.append("meta:symbols")
+    if promotion:
+        out.extend(name for name, pattern in _PROMOTION if pattern.search(text))
     return out
 
 
@@ -150,7 +165,7 @@ def features(
     ``body`` is the raw text the author sent (HTML and entities included),
     ``author`` the name typed in the form, ``url`` the website field.  Families,
     in priority order (the cap drops the tail): ``meta:`` facts (links, length,
-    capitals, digits...), ``a:`` author-name words, ``u:`` website host, ``l:``
+    capitals, digits, self-promotion...), ``a:`` author-name words, ``u:`` website host, ``l:``
     hosts linked from the body, ``t:`` a digest of the normalised text (exact
     repeats), ``o:`` the opening words (templates), ``w:`` words, ``b:`` word
     pairs, ``c:`` character n-grams of the words.  Every feature is at most ``MAX_FEATURE_CHARS`` characters.
@@ -165,7 +180,7 @@ def features(
             feats.setdefault(name[:MAX_FEATURE_CHARS], None)
 
     if options.meta:
-        for name in _meta(body, cleaned, words):
+        for name in _meta(body, cleaned, words, options.promotion):
             add(name)
     if options.author:
         for w in _words(unicodedata.normalize("NFKC", html.unescape(author[:200]))):
