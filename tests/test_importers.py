@@ -21,7 +21,8 @@ from comments import sanitize
 from comments.importers import (
     ImportedComment, ImportFormatError, Item, Options, Problem, disqus, isso, parse, wordpress,
 )
-from comments.importers.records import IdSet, parse_date
+from comments.importers.checks import IdSet
+from comments.importers.values import parse_date
 
 DATA = Path(__file__).resolve().parent / "data"
 WXR_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "wxr-sample.xml"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-from .records import (
-    FIELD_CAP, Checker, Item, Options, Problem, Status, XmlHandler, attribute, canonical_id,
-    link_page, parse_date, read_xml,
-)
+from .checks import Checker
+from .records import FIELD_CAP, Item, Options, Problem, Status
+from .values import canonical_id, link_page, parse_date
+from .xmlstream import XmlHandler, attribute, read_xml
 
 WHAT = "a Disqus export"
 NAMESPACE = "http://disqus.com"

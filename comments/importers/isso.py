@@ -8,7 +8,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .records import Checker, ImportFormatError, Item, Options, Problem, Status, canonical_id
+from .checks import Checker
+from .records import ImportFormatError, Item, Options, Problem, Status
+from .values import canonical_id
 
 WHAT = "an Isso database"
 #: Isso's comment modes: 1 public, 2 waiting in moderation, 4 deleted (its text emptied

@@ -8,10 +8,10 @@ import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-from .records import (
-    FIELD_CAP, Checker, ImportFormatError, Item, Options, Problem, Status, XmlHandler, canonical_id,
-    link_page, parse_date, read_xml,
-)
+from .checks import Checker
+from .records import FIELD_CAP, ImportFormatError, Item, Options, Problem, Status
+from .values import canonical_id, link_page, parse_date
+from .xmlstream import XmlHandler, read_xml
 
 WHAT = "a WordPress export (WXR)"
 _WP_NAMESPACE = re.compile(r"http://wordpress\.org/export/\d+\.\d+/")
