@@ -14,7 +14,7 @@ from . import forms, store
 from .errors import ApiError, not_found, unauthorized, validation_error
 from .http import json_response, route
 from .models import STATUSES, Rules, full_view
-from .security import decode_cursor, encode_cursor
+from .security import decode_cursor, decode_id_cursor, encode_cursor
 from .service import Service
 
 NO_STORE = {"Cache-Control": "no-store"}
@@ -124,7 +124,7 @@ async def bulk(request: Request) -> Response:
         errors["ids"] = "every id must be a positive whole number"
     if data.get("status") not in STATUSES:
         errors["status"] = "must be one of " + ", ".join(STATUSES)
-    if errors:
+    if errors or not isinstance(ids, list):
         raise validation_error(errors)
     unique = list(dict.fromkeys(ids))
     updated, missing = await run_in_threadpool(
@@ -157,12 +157,7 @@ async def list_pages(request: Request) -> Response:
     await moderator(request)
     service = _service(request)
     limit = forms.query_limit(request.query_params.get("limit"))
-    cursor = request.query_params.get("cursor")
-    after = None
-    if cursor is not None:
-        (after,) = decode_cursor(service.keys, cursor, 1)
-        if not isinstance(after, int):
-            raise ApiError(400, "cursor: not a cursor this service made")
+    after = decode_id_cursor(service.keys, request.query_params.get("cursor"))
     items, last = await run_in_threadpool(store.list_pages, service.db, limit, after)
     next_cursor = encode_cursor(service.keys, [last]) if last is not None else None
     return json_response({"items": items, "next": next_cursor}, headers=NO_STORE)
@@ -239,11 +234,7 @@ async def audit(request: Request) -> Response:
     if errors:
         raise validation_error(errors)
     limit = forms.query_limit(query.get("limit"))
-    before = None
-    if query.get("cursor") is not None:
-        (before,) = decode_cursor(service.keys, query["cursor"], 1)
-        if not isinstance(before, int):
-            raise ApiError(400, "cursor: not a cursor this service made")
+    before = decode_id_cursor(service.keys, query.get("cursor"))
     items, last = await run_in_threadpool(
         lambda: store.read_audit(service.db, actor=query.get("actor"), action=query.get("action"),
                                  comment_id=comment_id, since=since, until=until, limit=limit, before_id=before))

@@ -136,11 +136,11 @@ def restore_backup(db: Database, source: IO[bytes], progress: Progress | None = 
                 if "end" in data:
                     ended = data["end"]
                     continue
-                table = known.get(data.get("t", ""))
-                if table is None or not isinstance(data.get("r"), dict):
+                into = known.get(data.get("t", ""))
+                if into is None or not isinstance(data.get("r"), dict):
                     raise BackupError(f"line {number}: not a row of a known table")
-                pending.setdefault(table.name, []).append(_decode(table, data["r"], number))
-                if len(pending[table.name]) >= BATCH:
+                pending.setdefault(into.name, []).append(_decode(into, data["r"], number))
+                if len(pending[into.name]) >= BATCH:
                     _flush(conn, known, pending, counts, parents, progress)
             _flush(conn, known, pending, counts, parents, progress)
             # Once every comment is in: an imported reply may have a smaller id than its parent.

@@ -15,7 +15,7 @@ import os
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -68,6 +68,9 @@ class Keyring:
     """The email keys in force: the first encrypts, all of them decrypt and look up."""
 
     keys: tuple[bytes, ...]
+    # Built once per keyring (in __post_init__): an AESGCM object and an HMAC key per key.
+    _ciphers: dict[str, AESGCM] = field(init=False, repr=False, compare=False)
+    _lookup_keys: list[bytes] = field(init=False, repr=False, compare=False)
 
     @staticmethod
     def key_id(key: bytes) -> str:
@@ -82,7 +85,6 @@ class Keyring:
         return tuple(self.key_id(k) for k in self.keys)
 
     def __post_init__(self) -> None:
-        # Built once per keyring: an AESGCM object and an HMAC key per key, by key id.
         object.__setattr__(self, "_ciphers", {self.key_id(k): AESGCM(k) for k in self.keys})
         object.__setattr__(self, "_lookup_keys", [self._lookup_key(k) for k in self.keys])
 

@@ -48,7 +48,9 @@ def create_db_engine(settings: Settings) -> Engine:
         _sqlite_setup(engine, settings.sqlite_synchronous, timeout)
         return engine
     # Options given in the URL (say, a search_path) are kept; a statement timeout is added.
-    options = " ".join(filter(None, [url.query.get("options", ""), f"-c statement_timeout={int(timeout * 1000)}"]))
+    given = url.query.get("options", "")
+    given = " ".join(given) if isinstance(given, tuple) else given  # the option given more than once
+    options = " ".join(filter(None, [given, f"-c statement_timeout={int(timeout * 1000)}"]))
     url = url.difference_update_query(["options"])
     return sa.create_engine(
         url,
@@ -100,6 +102,7 @@ def _begin_immediate(conn: Connection, timeout: float) -> None:
     every waiter tries again within a couple of milliseconds, so the lock goes round about evenly;
     the last try goes through SQLite's handler, whose error is the usual one."""
     raw = conn.connection.dbapi_connection
+    assert raw is not None, "a connection checked out of the pool"
     waiting = f"PRAGMA busy_timeout = {int(timeout * 1000)}"
     deadline = time.monotonic() + timeout
     raw.execute("PRAGMA busy_timeout = 0")

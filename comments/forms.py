@@ -159,8 +159,8 @@ def comment_in(fields: Mapping[str, Any], max_body_chars: int) -> CommentIn:
         parent_id = parse_id(parent.strip() if isinstance(parent, str) else parent)
         if parent_id is None:
             errors["parent"] = "must be the id of a comment"
-    if errors:
-        raise validation_error(errors)
+    if errors or page is None or body is None or author is None or email is None:
+        raise validation_error(errors)  # a required field that is missing has its error
     return CommentIn(page=page, body=body, author=author, email=email, url=url, parent=parent_id)
 
 

@@ -16,7 +16,7 @@ from .admin import moderator
 from .errors import ApiError, not_found, validation_error
 from .http import json_response, route
 from .notify import links, render, webhooks
-from .security import decode_cursor, encode_cursor, new_token
+from .security import decode_id_cursor, encode_cursor, new_token
 from .service import Service
 from .settings import Settings
 from .store import outbox, subscriptions
@@ -175,11 +175,7 @@ async def list_outbox(request: Request) -> Response:
     if status is not None and status not in outbox.OUTBOX_STATUSES:
         raise validation_error({"status": "must be one of " + ", ".join(outbox.OUTBOX_STATUSES)})
     limit = forms.query_limit(request.query_params.get("limit"))
-    before = None
-    if request.query_params.get("cursor") is not None:
-        (before,) = decode_cursor(service.keys, request.query_params["cursor"], 1)
-        if not isinstance(before, int):
-            raise ApiError(400, "cursor: not a cursor this service made")
+    before = decode_id_cursor(service.keys, request.query_params.get("cursor"))
     items, last, counts = await run_in_threadpool(outbox.list_events, service.db, status, limit, before)
     next_cursor = encode_cursor(service.keys, [last]) if last is not None else None
     return json_response({"items": items, "next": next_cursor, "counts": counts}, headers=NO_STORE)

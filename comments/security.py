@@ -69,6 +69,13 @@ class Keys:
         except (UnicodeEncodeError, ValueError, orjson.JSONDecodeError) as exc:
             raise ValueError("malformed") from exc
 
+    def unsign_fields(self, purpose: str, token: str, count: int) -> tuple[object, ...]:
+        """The items of a list of ``count`` made by sign(), or ValueError."""
+        payload = self.unsign(purpose, token)
+        if not isinstance(payload, list) or len(payload) != count:
+            raise ValueError("malformed")
+        return tuple(payload)
+
     def edit_token(self, comment_id: int) -> str:
         """The author's edit token for one comment (the window is checked on use)."""
         mac = hmac.new(self._derive("edit"), str(comment_id).encode(), hashlib.sha256).digest()
@@ -93,6 +100,16 @@ def decode_cursor(keys: Keys, cursor: str, size: int) -> list[object]:
     if not isinstance(values, list) or len(values) != size:
         raise ApiError(400, "cursor: not a cursor this service made")
     return values
+
+
+def decode_id_cursor(keys: Keys, cursor: str | None) -> int | None:
+    """The id inside a cursor of one id made by encode_cursor (None without a cursor), or a 400."""
+    if cursor is None:
+        return None
+    (value,) = decode_cursor(keys, cursor, 1)
+    if not isinstance(value, int):
+        raise ApiError(400, "cursor: not a cursor this service made")
+    return value
 
 
 def client_ip(peer: str | None, forwarded_for: str | None, trusted: Sequence[Network]) -> str | None:

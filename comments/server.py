@@ -69,5 +69,5 @@ def run(host: str, port: int, workers: int, request_timeout: float, log_config: 
         log_config=log_config,
         timeout_keep_alive=5,
         # uvicorn has no timeout for a request that arrives slowly: this protocol adds one.
-        http=functools.partial(DeadlineHttpProtocol, request_timeout=request_timeout),
+        http=functools.partial(DeadlineHttpProtocol, request_timeout=request_timeout),  # type: ignore[arg-type]
     )

@@ -65,8 +65,7 @@ def mod_action(keys: Keys, comment_id: int, action: str, target: str, now: datet
 def read_mod_action(keys: Keys, token: str | None, now: datetime) -> ModAction:
     """The action a token names, or LinkProblem (bad: 400, expired: 410)."""
     try:
-        values = keys.unsign(MOD_PURPOSE, token or "")
-        comment_id, action, target, expires, _nonce = values  # type: ignore[misc]
+        comment_id, action, target, expires, _nonce = keys.unsign_fields(MOD_PURPOSE, token or "", 5)
         if not (isinstance(comment_id, int) and action in ACTIONS and isinstance(target, str)
                 and isinstance(expires, int)):
             raise ValueError
@@ -86,8 +85,8 @@ def confirm_token(keys: Keys, subscription_id: int, stamp: int, now: datetime, h
 def read_confirm(keys: Keys, token: str | None, now: datetime) -> tuple[int, int]:
     """(subscription id, its stamp) from a confirmation link, or LinkProblem."""
     try:
-        subscription_id, stamp, expires = keys.unsign(CONFIRM_PURPOSE, token or "")  # type: ignore[misc]
-        if not all(isinstance(v, int) for v in (subscription_id, stamp, expires)):
+        subscription_id, stamp, expires = keys.unsign_fields(CONFIRM_PURPOSE, token or "", 3)
+        if not (isinstance(subscription_id, int) and isinstance(stamp, int) and isinstance(expires, int)):
             raise ValueError
     except (ValueError, TypeError):
         raise LinkProblem("This link is not one this service made, or it was cut short.") from None
@@ -103,7 +102,7 @@ def unsubscribe_token(keys: Keys, subscription_id: int, stamp: int) -> str:
 
 def read_unsubscribe(keys: Keys, token: str | None) -> tuple[int, int]:
     try:
-        subscription_id, stamp = keys.unsign(UNSUBSCRIBE_PURPOSE, token or "")  # type: ignore[misc]
+        subscription_id, stamp = keys.unsign_fields(UNSUBSCRIBE_PURPOSE, token or "", 2)
         if not (isinstance(subscription_id, int) and isinstance(stamp, int)):
             raise ValueError
     except (ValueError, TypeError):

@@ -106,7 +106,7 @@ def resolve(host: str, port: int, allowed: Sequence[Network]) -> str:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
         raise WebhookError("host name does not resolve") from None
-    addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
     if not addresses:
         raise WebhookError("host name does not resolve")
     if any(refused(a, allowed) for a in addresses):

@@ -14,7 +14,7 @@ from .comments import delete_comment_in
 from .common import comment_t, insert_ignore, rate_t
 from .spam import prune as prune_spam_model
 
-lease_t: sa.Table = sa.table(
+lease_t: sa.TableClause = sa.table(
     "lease", sa.column("name", sa.String), sa.column("holder", sa.String), sa.column("until", sa.DateTime)
 )
 BATCH = 500

@@ -37,7 +37,7 @@ def _full(db: Database, row: Any) -> dict[str, Any]:
 @dataclass(frozen=True)
 class Listing:
     items: list[dict[str, Any]]
-    next_key: tuple[str, int] | None
+    next_key: tuple[datetime, int] | None  # (created_at, id) of the last item when more follow
     counts: dict[str, int]
 
 

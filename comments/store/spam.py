@@ -58,7 +58,7 @@ def evidence(
     with db.read() as conn:
         totals = conn.execute(_TOTALS).first()
         counts = _counts(conn, feats) if totals is not None and feats else {}
-        history = dict(conn.execute(_history(bool(url_host), bool(ip_key)), {
+        history: dict[str, int] = dict(conn.execute(_history(bool(url_host), bool(ip_key)), {
             "email_keys": list(email_keys), "url_host": url_host, "ip_key": ip_key}).all())
         pages = conn.execute(_DUPLICATE_PAGES, {
             "body_hash": body_hash, "page_hash": page_key_hash(page),
@@ -88,7 +88,7 @@ def _history(by_url: bool, by_ip: bool) -> sa.Select[Any]:
     """How often the author's email (any of its lookup keys), website host or, only while full
     addresses are kept, address was marked spam or approved by a moderator: one statement per
     combination of what is known."""
-    who = [comment_t.c.email_key.in_(sa.bindparam("email_keys", expanding=True))]
+    who: list[sa.ColumnElement[bool]] = [comment_t.c.email_key.in_(sa.bindparam("email_keys", expanding=True))]
     if by_url:
         who.append(comment_t.c.url_host == sa.bindparam("url_host"))
     if by_ip:  # an anonymised /24 is many people

@@ -44,7 +44,7 @@ def request_notices(conn: Connection, db: Database, comment_id: int, now: dateti
     sub = conn.execute(find).first()
     if sub is None:
         insert_ignore(conn, subscription_t, {"email": row.email, "email_key": keys[0], "created_at": now}, ["email_key"])
-        sub = conn.execute(find).first()
+        sub = conn.execute(find).one()  # there now: inserted here, or by another writer just before
     insert_ignore(conn, watch_t, {"comment_id": comment_id, "subscription_id": sub.id, "created_at": now},
                   ["comment_id"])
     if sub.confirmed_at is not None and sub.unsubscribed_at is None:

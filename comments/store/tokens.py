@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -29,7 +30,7 @@ def create_token(db: Database, name: str, now: datetime) -> str:
     return token
 
 
-def list_tokens(db: Database) -> list[dict[str, object]]:
+def list_tokens(db: Database) -> list[dict[str, Any]]:
     with db.read() as conn:
         rows = conn.execute(
             sa.select(token_t.c.name, token_t.c.created_at, token_t.c.last_used_at).order_by(token_t.c.name)
