@@ -19,6 +19,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from .crypto import Keyring, KeyProblem, KeySource
 from .settings import Settings
@@ -83,18 +84,22 @@ def _sqlite_setup(engine: Engine, synchronous: str, timeout: float) -> None:
     def _begin(conn: Connection) -> None:
         # Writers take the write lock at BEGIN, so two workers never deadlock upgrading
         # a read lock ("database is locked"); they wait for it instead.
-        if conn.get_execution_options().get("immediate"):
-            _begin_immediate(conn, timeout)
+        wait = conn.get_execution_options().get("immediate")
+        if wait:
+            _begin_immediate(conn, wait if isinstance(wait, float) else timeout, timeout)
         else:
             conn.exec_driver_sql("BEGIN")
 
 
 #: How long a writer waits between two tries for SQLite's write lock (at random in this range).
 WRITE_LOCK_RETRY_SECONDS = (0.0005, 0.002)
+#: The last try for the write lock goes through SQLite's busy handler with this wait.
+_LAST_TRY_SECONDS = 0.05
 
 
-def _begin_immediate(conn: Connection, timeout: float) -> None:
-    """BEGIN IMMEDIATE, waiting at most `timeout` seconds for the write lock.
+def _begin_immediate(conn: Connection, timeout: float, configured: float) -> None:
+    """BEGIN IMMEDIATE, waiting at most `timeout` seconds for the write lock; the connection's
+    busy timeout is the `configured` one again afterwards.
 
     SQLite's own busy handler sleeps longer and longer between tries, up to 100 ms: under steady
     contention (several workers, all writing) a writer that has waited a while keeps losing the
@@ -103,7 +108,7 @@ def _begin_immediate(conn: Connection, timeout: float) -> None:
     the last try goes through SQLite's handler, whose error is the usual one."""
     raw = conn.connection.dbapi_connection
     assert raw is not None, "a connection checked out of the pool"
-    waiting = f"PRAGMA busy_timeout = {int(timeout * 1000)}"
+    waiting = f"PRAGMA busy_timeout = {int(configured * 1000)}"
     deadline = time.monotonic() + timeout
     raw.execute("PRAGMA busy_timeout = 0")
     try:
@@ -115,7 +120,7 @@ def _begin_immediate(conn: Connection, timeout: float) -> None:
                 if "locked" not in str(exc) and "busy" not in str(exc):
                     raise
             time.sleep(random.uniform(*WRITE_LOCK_RETRY_SECONDS))
-        raw.execute("PRAGMA busy_timeout = 50")
+        raw.execute(f"PRAGMA busy_timeout = {int(_LAST_TRY_SECONDS * 1000)}")
         conn.exec_driver_sql("BEGIN IMMEDIATE")  # the last try: SQLite's error, as SQLAlchemy wraps it
     finally:
         raw.execute(waiting)
@@ -177,6 +182,8 @@ class Database:
         self.engine = create_db_engine(settings)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._writer = self.engine.execution_options(immediate=True)
+        # SQLite: the threads of this process take turns before asking for the file's write lock.
+        self._write_turn = threading.Lock() if self.is_sqlite else None
         self._keys: KeySource | None = None
         self._keys_lock = threading.Lock()
 
@@ -203,9 +210,28 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """A connection in a transaction that commits at the end, or rolls back on error."""
-        with self._writer.begin() as conn:
-            yield conn
+        """A connection in a transaction that commits at the end, or rolls back on error.
+
+        On SQLite the threads of one process first take turns (a lock of this object), so that
+        only one of them at a time asks for the file's write lock: the others sleep rather than
+        all trying again and again, which cost more CPU than the writes themselves under load.
+        The whole wait, for the turn and then for the file, is bounded by the database timeout."""
+        turn = self._write_turn
+        if turn is None:
+            with self._writer.begin() as conn:
+                yield conn
+            return
+        timeout = self.settings.db_timeout_seconds
+        deadline = time.monotonic() + timeout
+        if not turn.acquire(timeout=timeout):
+            raise PoolTimeout(f"no turn to write in {timeout:g} s: the other threads' writes took that long")
+        try:
+            with self._writer.connect() as conn:
+                conn.execution_options(immediate=max(deadline - time.monotonic(), _LAST_TRY_SECONDS))
+                with conn.begin():
+                    yield conn
+        finally:
+            turn.release()
 
     def ping(self) -> None:
         """Raise if the database does not answer."""

@@ -76,3 +76,61 @@ def test_a_writer_gives_up_after_the_timeout_with_sqlites_error(database: dbmod.
     with database.write() as conn:  # the connection is usable, with its wait as configured
         assert busy_timeout(conn) == 1000
         assert conn.exec_driver_sql("SELECT count(*) FROM secret WHERE name = 'never'").scalar_one() == 0
+
+
+def test_threads_of_one_process_take_turns_to_write(
+    database: dbmod.Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # While one thread writes, another of the same process waits for its turn asleep: it never
+    # asks SQLite for the lock again and again (each retry draws its pause from random.uniform).
+    retries: list[float] = []
+
+    class Counting:
+        @staticmethod
+        def uniform(low: float, high: float) -> float:
+            retries.append(low)
+            return low
+
+    monkeypatch.setattr(dbmod, "random", Counting)
+    first_in = threading.Event()
+    order: list[str] = []
+
+    def first() -> None:
+        with database.write() as conn:
+            first_in.set()
+            time.sleep(0.3)
+            conn.exec_driver_sql("INSERT INTO secret (name, value, created_at) VALUES ('first', 'x', '2026-01-01 00:00:00')")
+            order.append("first")
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    assert first_in.wait(5)
+    with database.write() as conn:
+        order.append("second")
+        conn.exec_driver_sql("INSERT INTO secret (name, value, created_at) VALUES ('second', 'x', '2026-01-01 00:00:00')")
+    thread.join()
+    assert order == ["first", "second"]
+    assert retries == []
+
+
+def test_a_thread_that_gets_no_turn_gives_up_after_the_timeout(database: dbmod.Database) -> None:
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with database.write():
+            holding.set()
+            release.wait(60)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert holding.wait(5)
+    try:
+        began = time.monotonic()
+        with pytest.raises(sa.exc.TimeoutError, match="no turn to write"), database.write():
+            pass  # pragma: no cover - never reached
+        assert time.monotonic() - began >= 1.0  # the configured timeout (1 s); a 503 for a request
+    finally:
+        release.set()
+        thread.join()
+    with database.write() as conn:  # the turn came back: the next write goes through
+        conn.exec_driver_sql("SELECT 1")
