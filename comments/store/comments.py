@@ -68,12 +68,33 @@ def page_key_hash(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
+# The statements of the POST path, built once: building and hashing a statement for SQLAlchemy's
+# cache cost more than running it, and a new comment's run inside the write lock.
+_PAGE = sa.select(page_t.c.id, page_t.c.key, page_t.c.closed, page_t.c.thread_version).where(
+    page_t.c.key_hash == sa.bindparam("key_hash"))
+_PARENT = sa.select(comment_t.c.page_id, comment_t.c.status).where(comment_t.c.id == sa.bindparam("parent"))
+_SAME_COMMENT = sa.select(comment_t.c.id).where(
+    comment_t.c.email_key.in_(sa.bindparam("e_keys", expanding=True)),
+    comment_t.c.page_id == sa.bindparam("page_id"), comment_t.c.body_hash == sa.bindparam("digest"),
+).limit(1)
+_RECENT_FROM = (
+    sa.select(rate_t.c.created_at)
+    .where(rate_t.c.key == sa.bindparam("key"), rate_t.c.created_at > sa.bindparam("since"))
+    .order_by(rate_t.c.created_at.desc())
+    .limit(sa.bindparam("count"))
+)
+_LATEST_FROM = sa.select(sa.func.max(rate_t.c.created_at)).where(
+    rate_t.c.key.in_(sa.bindparam("keys", expanding=True)), rate_t.c.created_at > sa.bindparam("since"))
+_APPROVED_FROM = sa.select(comment_t.c.id).where(
+    comment_t.c.email_key.in_(sa.bindparam("e_keys", expanding=True)),
+    comment_t.c.status == Status.approved.value, comment_t.c.id != sa.bindparam("other_than"),
+).limit(1)
+_INSERT = comment_t.insert().returning(comment_t.c.id)
+_RATE_INSERT = rate_t.insert()
+
+
 def page_row(conn: Connection, key: str) -> Any:
-    return conn.execute(
-        sa.select(page_t.c.id, page_t.c.key, page_t.c.closed, page_t.c.thread_version).where(
-            page_t.c.key_hash == page_key_hash(key)
-        )
-    ).first()
+    return conn.execute(_PAGE, {"key_hash": page_key_hash(key)}).first()
 
 
 def ensure_page(conn: Connection, key: str, now: datetime) -> Any:
@@ -124,23 +145,15 @@ def _check_rate(conn: Connection, keys: list[str], settings_rate: tuple[int, int
     count, window = settings_rate
     ip_keys = [k for k in keys if k.startswith("ip:")]
     if ip_keys:
-        rows = conn.execute(
-            sa.select(rate_t.c.created_at)
-            .where(rate_t.c.key == ip_keys[0], rate_t.c.created_at > now - timedelta(seconds=window))
-            .order_by(rate_t.c.created_at.desc())
-            .limit(count)
-        ).all()
+        rows = conn.execute(_RECENT_FROM, {
+            "key": ip_keys[0], "since": now - timedelta(seconds=window), "count": count}).all()
         if len(rows) >= count:
             oldest = rows[-1].created_at
             retry = math.ceil((oldest + timedelta(seconds=window) - now).total_seconds())
             raise ApiError(429, "too many comments from this address; try again later",
                            headers={"Retry-After": str(max(1, retry))})
     if flood > 0:
-        latest = conn.execute(
-            sa.select(sa.func.max(rate_t.c.created_at)).where(
-                rate_t.c.key.in_(keys), rate_t.c.created_at > now - timedelta(seconds=flood)
-            )
-        ).scalar()
+        latest = conn.execute(_LATEST_FROM, {"keys": keys, "since": now - timedelta(seconds=flood)}).scalar()
         if latest is not None:
             retry = math.ceil((latest + timedelta(seconds=flood) - now).total_seconds())
             raise ApiError(429, "you are posting comments too quickly; wait a moment",
@@ -150,9 +163,7 @@ def _check_rate(conn: Connection, keys: list[str], settings_rate: tuple[int, int
 def _check_parent(conn: Connection, parent: int | None, page_id: int | None) -> None:
     if parent is None:
         return
-    row = conn.execute(
-        sa.select(comment_t.c.page_id, comment_t.c.status).where(comment_t.c.id == parent)
-    ).first()
+    row = conn.execute(_PARENT, {"parent": parent}).first()
     if row is None or row.page_id != page_id or row.status != Status.approved.value:
         raise validation_error({"parent": "is not an approved comment on this page"})
 
@@ -173,19 +184,16 @@ def create_comment(
         stored_ip, user_agent, personal_until = new.ip, new.user_agent, now + timedelta(days=days)
     else:  # anonymised at once; the user agent is not kept at all
         stored_ip, user_agent, personal_until, ip_key = anonymise_ip(new.ip), None, None, None
+    digest = body_hash(data.body)
+    email, host = db.keyring().encrypt(data.email), url_host(data.url)
     with db.write() as conn:
         _lock(conn, rate_keys[0])
         page = page_row(conn, data.page)
         if page is not None and page.closed:
             raise ApiError(403, "this page is closed for comments", code="closed")
         _check_parent(conn, data.parent, page.id if page else None)
-        digest = body_hash(data.body)
         if page is not None and conn.execute(
-            sa.select(comment_t.c.id).where(
-                comment_t.c.email_key.in_(e_keys), comment_t.c.page_id == page.id,
-                comment_t.c.body_hash == digest,
-            ).limit(1)
-        ).first():
+                _SAME_COMMENT, {"e_keys": e_keys, "page_id": page.id, "digest": digest}).first():
             raise ApiError(409, "you already left this comment on this page")
         rules = read_rules(conn)
         _check_rate(conn, rate_keys, db.settings.rate, rules.flood_seconds, now)
@@ -194,19 +202,17 @@ def create_comment(
         decision = decide(draft, rules, known_author=known, spam=with_thresholds(spam, rules))
         if page is None:
             page = ensure_page(conn, data.page, now)
-        comment_id = conn.execute(
-            comment_t.insert().values(
-                page_id=page.id, parent_id=data.parent, status=decision.status.value,
-                author=data.author, email=db.keyring().encrypt(data.email), email_key=e_key, url=data.url,
-                body=data.body, body_html=new.body_html, body_hash=digest,
-                policy_version=new.policy_version, ip=stored_ip, ip_key=ip_key,
-                personal_until=personal_until, user_agent=user_agent, url_host=url_host(data.url),
-                spam_score=decision.score, spam_reasons=decision.reasons,
-                created_at=now, updated_at=now,
-            ).returning(comment_t.c.id)
-        ).scalar_one()
-        conn.execute(rate_t.insert(), [{"key": k, "created_at": now} for k in rate_keys])
-        outbox.comment_created(conn, db, comment_id, now, new.notify)  # its events, in this transaction
+        comment_id = conn.execute(_INSERT, {
+            "page_id": page.id, "parent_id": data.parent, "status": decision.status.value,
+            "author": data.author, "email": email, "email_key": e_key, "url": data.url,
+            "body": data.body, "body_html": new.body_html, "body_hash": digest,
+            "policy_version": new.policy_version, "ip": stored_ip, "ip_key": ip_key,
+            "personal_until": personal_until, "user_agent": user_agent, "url_host": host,
+            "spam_score": decision.score, "spam_reasons": decision.reasons,
+            "created_at": now, "updated_at": now,
+        }).scalar_one()
+        conn.execute(_RATE_INSERT, [{"key": k, "created_at": now} for k in rate_keys])
+        outbox.comment_created(conn, db, comment_id, decision.status.value, now, new.notify)  # in this transaction
         if random.random() < 0.01:  # keep the rate table small without a separate job
             horizon = max(db.settings.rate[1], rules.flood_seconds, 60)
             conn.execute(rate_t.delete().where(rate_t.c.created_at < now - timedelta(seconds=horizon)))
@@ -243,10 +249,10 @@ def stored_address(db: Database, ip: str | None) -> str | None:
 
 
 def _known_author(conn: Connection, e_keys: list[str], other_than: int | None = None) -> bool:
-    where = [comment_t.c.email_key.in_(e_keys), comment_t.c.status == Status.approved.value]
-    if other_than is not None:
-        where.append(comment_t.c.id != other_than)
-    return conn.execute(sa.select(comment_t.c.id).where(*where).limit(1)).first() is not None
+    """Whether this email (any of its lookup keys) has an approved comment, other than `other_than`."""
+    # Ids start at 1: "other than 0" leaves none out.
+    found = conn.execute(_APPROVED_FROM, {"e_keys": e_keys, "other_than": 0 if other_than is None else other_than})
+    return found.first() is not None
 
 
 # ---- author edits ---------------------------------------------------------------------

@@ -73,8 +73,10 @@ def reveal(db: Database, stored: str) -> str:
         return db.refresh_keyring().decrypt(stored)  # a key added since this process read the file
 
 
+_BUMP = page_t.update().where(page_t.c.id == sa.bindparam("bumped")).values(
+    thread_version=page_t.c.thread_version + 1)
+
+
 def bump_thread(conn: Connection, page_id: int) -> None:
     """The public view of this page changed: move its ETag and drop cached copies."""
-    conn.execute(
-        page_t.update().where(page_t.c.id == page_id).values(thread_version=page_t.c.thread_version + 1)
-    )
+    conn.execute(_BUMP, {"bumped": page_id})

@@ -170,7 +170,7 @@ def site_reply(db: Database, reply: SiteReply, actor: str, now: datetime) -> dic
             ).returning(comment_t.c.id)
         ).scalar_one()
         record(conn, now, actor, "site_reply", new_id, None, APPROVED)
-        outbox.comment_created(conn, db, new_id, now)
+        outbox.comment_created(conn, db, new_id, APPROVED, now)
         bump_thread(conn, parent.page_id)
     return {"id": int(new_id), "page_id": int(parent.page_id), "parent_was": str(parent.status)}
 

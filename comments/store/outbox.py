@@ -44,17 +44,19 @@ def moderator_address(db: Database, target: str) -> str | None:
 
 # ---- writing events (inside the caller's transaction) ----------------------------------
 
+_INSERT = outbox_t.insert()  # built once: a new comment's events are written inside the write lock
+_HOOKS = sa.select(webhook_t.c.id, webhook_t.c.events)
+
 
 def _add(conn: Connection, kind: str, payload: dict[str, Any], now: datetime, event_id: str, *,
          target: str | None = None, comment_id: int | None = None, due: datetime | None = None) -> None:
-    conn.execute(outbox_t.insert().values(
-        event_id=event_id, kind=kind, target=target, comment_id=comment_id, payload=payload, status=PENDING,
-        attempts=0, next_attempt_at=due or now, created_at=now))
+    conn.execute(_INSERT, {
+        "event_id": event_id, "kind": kind, "target": target, "comment_id": comment_id, "payload": payload,
+        "status": PENDING, "attempts": 0, "next_attempt_at": due or now, "created_at": now})
 
 
 def _subscribers(conn: Connection, event: str) -> list[int]:
-    return [row.id for row in conn.execute(sa.select(webhook_t.c.id, webhook_t.c.events)).all()
-            if event in (row.events or [])]
+    return [row.id for row in conn.execute(_HOOKS).all() if event in (row.events or [])]
 
 
 def _public_payload(conn: Connection, comment_id: int) -> dict[str, Any] | None:
@@ -74,9 +76,15 @@ def _public_payload(conn: Connection, comment_id: int) -> dict[str, Any] | None:
 
 def _webhook_event(conn: Connection, event: str, comment: dict[str, Any] | None, comment_id: int,
                    now: datetime) -> None:
+    """One delivery per webhook that wants this event; without `comment`, the comment's public
+    payload, read only when some webhook wants it."""
     hooks = _subscribers(conn, event)
-    if not hooks or comment is None:
+    if not hooks:
         return
+    if comment is None:
+        comment = _public_payload(conn, comment_id)
+        if comment is None:
+            return
     event_id = uuid.uuid4().hex
     payload = {"id": event_id, "type": event, "created_at": rfc3339(now), "comment": comment}
     for hook in hooks:
@@ -107,21 +115,20 @@ def _reply_notice(conn: Connection, db: Database, comment_id: int, now: datetime
         _add(conn, REPLY, {"comment_id": comment_id}, now, uuid.uuid4().hex, comment_id=comment_id)
 
 
-def comment_created(conn: Connection, db: Database, comment_id: int, now: datetime, notify: bool = False) -> None:
-    """The events a new comment causes: webhooks, mail to moderators when it is held, a reply
-    notice when it is published as a reply, a confirmation mail when its author asked for notices."""
-    comment = _public_payload(conn, comment_id)
-    if comment is None:
-        return
-    _webhook_event(conn, "comment.created", comment, comment_id, now)
+def comment_created(conn: Connection, db: Database, comment_id: int, status: str, now: datetime,
+                    notify: bool = False) -> None:
+    """The events a new comment (in `status`) causes: webhooks, mail to moderators when it is
+    held, a reply notice when it is published as a reply, a confirmation mail when its author
+    asked for notices."""
+    _webhook_event(conn, "comment.created", None, comment_id, now)
     settings = db.settings
-    if comment["status"] == Status.pending.value and _mail_on(db):
+    if status == Status.pending.value and _mail_on(db):
         minutes = settings.digest_minutes
         for address in settings.moderator_emails:
             kind, due = (DIGEST_ITEM, _digest_due(now, minutes)) if minutes else (HELD, None)
             _add(conn, kind, {"comment_id": comment_id}, now, uuid.uuid4().hex,
                  target=moderator_target(db, address), comment_id=comment_id, due=due)
-    if comment["status"] == Status.approved.value:
+    if status == Status.approved.value:
         _reply_notice(conn, db, comment_id, now)
     if notify:
         subscription = subscriptions.request_notices(conn, db, comment_id, now)
@@ -134,7 +141,7 @@ def status_changed(conn: Connection, db: Database, changes: list[tuple[int, str,
     for comment_id, before, after in changes:
         if after is None or after == before or after not in _STATUS_EVENTS:
             continue
-        _webhook_event(conn, _STATUS_EVENTS[after], _public_payload(conn, comment_id), comment_id, now)
+        _webhook_event(conn, _STATUS_EVENTS[after], None, comment_id, now)
         if after == Status.approved.value:
             _reply_notice(conn, db, comment_id, now)
 

@@ -13,11 +13,12 @@ from ..models import Rules
 from .common import record, rules_t
 
 _FIELDS = list(Rules.model_fields)
+_READ = sa.select(*[rules_t.c[f] for f in _FIELDS]).where(rules_t.c.id == 1)
 
 
 def read_rules(conn: Connection) -> Rules:
     """The rules in force (the defaults until a moderator saves some)."""
-    row = conn.execute(sa.select(*[rules_t.c[f] for f in _FIELDS]).where(rules_t.c.id == 1)).first()
+    row = conn.execute(_READ).first()
     return Rules() if row is None else Rules(**row._asdict())
 
 
