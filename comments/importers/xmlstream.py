@@ -48,6 +48,7 @@ class XmlHandler(ABC):
         self._buf, self._size, self._cap = [], 0, cap
 
     def data(self, text: str) -> None:
+        """Character data: kept while an element is being captured, never more than its cap + 1."""
         if self._key is not None:
             self._buf.append(text)
             self._size += len(text)
@@ -85,6 +86,7 @@ class XmlHandler(ABC):
         """An element closes."""
 
     def not_this_format(self, detail: str) -> ImportFormatError:
+        """The error that stops an import of a file of another format, at the parser's line."""
         return ImportFormatError(self.line() if self.expat else None, f"this is not {self.what}: {detail}")
 
 
