@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from . import adminsession as sess
 from . import forms, sanitize, store
-from .adminsession import Refused, Visit, back_url, list_url
+from .adminguard import Refused, Visit, back_url, list_url
 from .adminviews import ACTION_LABELS, ACTIONS, DONE, LABELS, OFFERED, bulk_message, item_view
 from .errors import ApiError, validation_error
 from .http import json_response

@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from . import adminsession as sess
 from . import forms, store
-from .adminsession import Visit, back_url, list_url
+from .adminguard import Visit, back_url, list_url
 from .adminviews import LABELS, article_url, rule_fields, rules_from_form, time_view
 from .errors import ApiError, validation_error
 from .models import STATUSES

@@ -10,7 +10,7 @@ from starlette.responses import RedirectResponse, Response
 
 from . import adminsession as sess
 from . import store
-from .adminsession import Visit, next_url
+from .adminguard import CROSS_SITE, Visit, client_address, cross_site, is_https, next_url, read_form, service_of
 from .errors import ApiError
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ class SignInPage:
 
     async def form(self, request: Request) -> Response:
         """The sign-in form, saying why the last session ended; a live session goes straight to the queue."""
-        service = sess.service_of(request)
+        service = service_of(request)
         session, _ = await run_in_threadpool(sess.load, service.db, service.keys,
                                              request.cookies.get(sess.COOKIE), store.utcnow())
         if session is not None:
@@ -36,19 +36,19 @@ class SignInPage:
 
     async def sign_in(self, request: Request) -> Response:
         """Exchange the posted token for a session cookie, or show the form again saying why not."""
-        service = sess.service_of(request)
-        secure = sess.is_https(request, service.settings)
-        if sess.cross_site(request):
-            return self._refused(sess.CROSS_SITE, "/admin", 403)
+        service = service_of(request)
+        secure = is_https(request, service.settings)
+        if cross_site(request):
+            return self._refused(CROSS_SITE, "/admin", 403)
         try:
-            form = await sess.read_form(request)
+            form = await read_form(request)
         except ApiError as exc:
             return self._refused(exc.message, "/admin", exc.status)
         token = form.get("token")
         after = next_url(form.get("next") if isinstance(form.get("next"), str) else None)  # type: ignore[arg-type]
         result = await run_in_threadpool(sess.sign_in, service.db, service.keys,
                                          token if isinstance(token, str) else "",
-                                         sess.client_address(request, service.settings), store.utcnow())
+                                         client_address(request, service.settings), store.utcnow())
         if result.retry_after:
             minutes = -(-result.retry_after // 60)
             error = (f"Too many failed sign-ins from your address. Try again in {minutes} "

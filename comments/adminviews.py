@@ -11,7 +11,7 @@ from markupsafe import Markup
 from starlette.datastructures import FormData
 
 from . import store
-from .adminsession import list_url
+from .adminguard import list_url
 from .models import Rules
 from .store import guarded
 

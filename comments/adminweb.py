@@ -12,9 +12,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute
 
+from . import adminguard
 from . import adminsession as sess
 from .adminqueue import QueuePage
-from .adminsession import Visit
+from .adminguard import Visit
 from .adminsettings import SettingsPage
 from .adminsignin import SignInPage
 from .errors import STATUS_CODES
@@ -90,10 +91,10 @@ def routes(settings: Settings) -> list[BaseRoute]:
     """The moderators' web page: /admin and below."""
     web = AdminWeb(settings)
     queue, signin, options = QueuePage(web), SignInPage(web), SettingsPage(web)
-    headers = sess.with_headers
+    headers = adminguard.with_headers
 
-    def guard(handler: sess.Handler, post: bool = False) -> sess.Endpoint:
-        return sess.guard(handler, web.problem, post)
+    def guard(handler: adminguard.Handler, post: bool = False) -> adminguard.Endpoint:
+        return adminguard.guard(handler, web.problem, post)
 
     return [
         route("/admin", GET=headers(guard(queue.show))),
