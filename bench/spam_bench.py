@@ -330,7 +330,7 @@ def main() -> int:
         started = time.perf_counter()
         cli(envs["trained"], folder, "spam", "train", str(csv_path))
         train_seconds = time.perf_counter() - started
-        settings = {name: Settings(_env_file=None, database_url=url, email_key=key)  # type: ignore[call-arg]
+        settings = {name: Settings(_env_file=None, database_url=url, email_key=key)
                     for name, url in urls.items()}
         features, spam_docs, ham_docs = model_size(settings["trained"])
 

@@ -22,7 +22,7 @@ MAX_BULK = 1000
 
 
 def _service(request: Request) -> Service:
-    return request.app.state.service  # type: ignore[no-any-return]
+    return request.app.state.service
 
 
 async def moderator(request: Request) -> str:

@@ -80,7 +80,7 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 def service_of(request: Request) -> Service:
     """The service the app keeps on its state."""
-    return request.app.state.service  # type: ignore[no-any-return]
+    return request.app.state.service
 
 
 def is_https(request: Request, settings: Settings) -> bool:

@@ -10,7 +10,6 @@ from urllib.parse import urlencode
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from . import adminsession as sess
 from . import forms, sanitize, store
 from .adminguard import Refused, Visit, back_url, list_url
 from .adminviews import ACTION_LABELS, ACTIONS, DONE, LABELS, OFFERED, bulk_message, item_view
@@ -51,11 +50,7 @@ class QueuePage:
             raise validation_error(errors)
         limit = forms.query_limit(query.get("limit"), PAGE_SIZE)
         context = await run_in_threadpool(self._data, v.service, status, page, text, limit, query.get("cursor"))
-        flash = sess.take_flash(v.request, v.service.keys)
-        response = self.web.page(v, "admin_queue.html", section="queue", tab=status, flash=flash, **context)
-        if v.request.cookies.get(sess.FLASH_COOKIE):
-            sess.clear_flash(response, v.secure)
-        return response
+        return self.web.page_with_flash(v, "admin_queue.html", section="queue", tab=status, **context)
 
     def _data(self, service: Service, status: str, page: str | None, text: str | None, limit: int,
               cursor: str | None) -> dict[str, Any]:

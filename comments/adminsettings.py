@@ -8,7 +8,6 @@ from urllib.parse import urlencode
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from . import adminsession as sess
 from . import forms, store
 from .adminguard import Visit, back_url, list_url
 from .adminviews import LABELS, article_url, rule_fields, rules_from_form, time_view
@@ -37,12 +36,8 @@ class SettingsPage:
     async def _show(self, v: Visit, values: dict[str, Any], errors: dict[str, str], status: int) -> Response:
         cursor = v.request.query_params.get("cursor")
         context = await run_in_threadpool(self._data, v.service, cursor)
-        flash = sess.take_flash(v.request, v.service.keys)
-        response = self.web.page(v, "admin_settings.html", status, section="settings", flash=flash,
-                                 fields=rule_fields(values, errors), errors=errors, **context)
-        if v.request.cookies.get(sess.FLASH_COOKIE):
-            sess.clear_flash(response, v.secure)
-        return response
+        return self.web.page_with_flash(v, "admin_settings.html", status, section="settings",
+                                        fields=rule_fields(values, errors), errors=errors, **context)
 
     def _data(self, service: Service, cursor: str | None) -> dict[str, Any]:
         origins = self.web.settings.site_origins
@@ -55,8 +50,8 @@ class SettingsPage:
             "pages_next": f"/admin/settings?{urlencode({'cursor': encode_cursor(service.keys, [last])})}"
                           if last is not None else None,
             "pages_first": "/admin/settings" if cursor else None, "labels": LABELS,
-            "tokens": [{"name": t["name"], "created": time_view(t["created_at"]),  # type: ignore[arg-type]
-                        "used": time_view(t["last_used_at"]) if t["last_used_at"] else None} for t in tokens],  # type: ignore[arg-type]
+            "tokens": [{"name": t["name"], "created": time_view(t["created_at"]),
+                        "used": time_view(t["last_used_at"]) if t["last_used_at"] else None} for t in tokens],
             "settings_back": urlencode({"cursor": cursor}) if cursor else "",
         }
 

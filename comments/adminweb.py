@@ -49,6 +49,14 @@ class AdminWeb:
         """A template as a page for the signed-in moderator (their name, and the CSRF token for its forms)."""
         return self.render(name, {"moderator": v.session.name, "csrf": v.csrf, **context}, code)
 
+    def page_with_flash(self, v: Visit, name: str, code: int = 200, **context: Any) -> HTMLResponse:
+        """A page that shows the message the last action left (once: its cookie is cleared)."""
+        flash = sess.take_flash(v.request, v.service.keys)
+        response = self.page(v, name, code, flash=flash, **context)
+        if v.request.cookies.get(sess.FLASH_COOKIE):
+            sess.clear_flash(response, v.secure)
+        return response
+
     def problem(self, v: Visit | None, status: int, message: str, fields: dict[str, str] | None = None,
                 back: str = "/admin", **extra: Any) -> Response:
         """An error as JSON (for admin.js) or as a page saying what happened and that nothing changed."""

@@ -54,7 +54,7 @@ def replay(train: Sequence[str], test: Sequence[str], progress: Progress | None 
     tests = read_files(test)
     with tempfile.TemporaryDirectory(prefix="comments-eval-") as folder:
         settings = Settings(
-            _env_file=None,  # type: ignore[call-arg]
+            _env_file=None,
             database_url=f"sqlite:///{Path(folder) / 'eval.db'}", email_key=new_key(),
             rate_limit="1000000/second", sqlite_synchronous="OFF",
         )

@@ -36,7 +36,7 @@ MAX_WEBHOOKS = 50
 
 
 def _service(request: Request) -> Service:
-    return request.app.state.service  # type: ignore[no-any-return]
+    return request.app.state.service
 
 
 async def _token(request: Request) -> str | None:

@@ -19,7 +19,7 @@ from .service import Service
 
 
 def _service(request: Request) -> Service:
-    return request.app.state.service  # type: ignore[no-any-return]
+    return request.app.state.service
 
 
 def reader_ip(request: Request) -> str | None:
